@@ -1,0 +1,1 @@
+"""Exports of derived results: plain text and LaTeX."""

@@ -1,0 +1,152 @@
+"""Network specifications: plain, validated data (DESIGN.md section 1).
+
+Conventions (standard parameterization, RDLT arXiv:2106.10165):
+
+    z^(1)_i   = b^(1)_i   + sum_j W^(1)_ij x_j,            W^(1)_ij ~ N(0, C_W^(1) / n_0)
+    z^(l+1)_i = b^(l+1)_i + sum_j W^(l+1)_ij phi(z^(l)_j),  W^(l+1)_ij ~ N(0, C_W^(l+1) / n_l)
+    b^(l)_i ~ N(0, C_b^(l))
+
+A network of depth L has L hidden layers and a linear readout: preactivations z^(1) .. z^(L+1),
+the same as neural-tangents' ``stax.serial(*[Dense, Act] * L, Dense)`` with
+C_W = W_std^2 and C_b = b_std^2.
+
+NTK learning rates (THEORY.md section 0): H = sum_mu lambda_mu dz/dtheta_mu dz/dtheta_mu with
+rate lambda_b for biases and lambda_W / n_{l-1} for W^(l).
+  * ``parameterization="ntk"`` (default; neural-tangents' ``'ntk'``): lambda_W = eta C_W, lambda_b = eta C_b,
+    so Theta^(1) = K^(1) at eta = 1;
+  * ``parameterization="standard"`` (neural-tangents' ``'standard'``): lambda_W^(l) = eta n_{l-1},
+    lambda_b = eta. The infinite-width NTK then depends on the widths, which must be given.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Sequence
+
+from fieldnet.errors import ParameterError, require
+from fieldnet.symbolic.activations import Activation, get_activation
+
+PARAMETERIZATIONS = ("ntk", "standard")
+
+
+def _per_layer(value, count: int, name: str, *, positive: bool) -> tuple:
+    """A scalar or a sequence of ``count`` finite numbers, validated, as a tuple of floats."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        values = (float(value),) * count
+    else:
+        try:
+            values = tuple(float(v) for v in value)
+        except (TypeError, ValueError):
+            raise ParameterError(f"{name}: expected a number or one number per weight layer, got {value!r}") from None
+        require(len(values) == count, name,
+                f"expected one value per weight layer ({count} = depth + 1), got {len(values)}")
+    for i, v in enumerate(values):
+        where = "" if len(set(values)) == 1 else f" (layer {i + 1})"
+        require(math.isfinite(v), name, f"must be finite, got {v}{where}")
+        if positive:
+            require(v > 0, name, f"must be > 0, got {v}{where}")
+        else:
+            require(v >= 0, name, f"must be >= 0, got {v}{where}")
+    return values
+
+
+def _check_int(value, name: str, minimum: int) -> int:
+    require(isinstance(value, int) and not isinstance(value, bool) or (
+        isinstance(value, float) and value.is_integer()), name, f"must be an integer, got {value!r}")
+    require(int(value) >= minimum, name, f"must be >= {minimum}, got {value}")
+    return int(value)
+
+
+@dataclass(frozen=True)
+class DeepNetwork:
+    """A deep fully connected network: ``depth`` hidden layers and a linear readout.
+
+    Parameters
+    ----------
+    depth : int
+        Number of hidden layers L >= 0; preactivations z^(1) .. z^(L+1).
+    activation : str, sympy expression or Activation
+        ``"relu"``, ``"leaky_relu(0.1)"``, ``"x*erf(x)"``, ... (see :mod:`fieldnet.symbolic.activations`).
+    weight_var, bias_var : float or sequence of L+1 floats
+        C_W > 0 and C_b >= 0, one value or one per weight layer (index 0 is layer 1).
+    input_dim : int, optional
+        n_0; checked against the data when given.
+    widths : int or sequence of L ints, optional
+        Hidden widths n_1 .. n_L (for Monte Carlo, finite-width corrections, and the NTK under
+        the standard parameterization). The infinite-width kernels do not need them.
+    parameterization : {"ntk", "standard"}
+        How the NTK's learning rates scale (see the module docstring).
+    learning_rate : float
+        The global rate eta multiplying every lambda.
+    """
+
+    depth: int
+    activation: Activation
+    weight_var: tuple
+    bias_var: tuple
+    input_dim: int | None = None
+    widths: tuple | None = None
+    parameterization: str = "ntk"
+    learning_rate: float = 1.0
+
+    def __init__(self, depth, activation="relu", weight_var=1.0, bias_var=0.0, input_dim=None,
+                 widths=None, parameterization="ntk", learning_rate=1.0):
+        depth = _check_int(depth, "depth", 0)
+        set_ = object.__setattr__
+        set_(self, "depth", depth)
+        set_(self, "activation", get_activation(activation))
+        set_(self, "weight_var", _per_layer(weight_var, depth + 1, "weight_var", positive=True))
+        set_(self, "bias_var", _per_layer(bias_var, depth + 1, "bias_var", positive=False))
+        set_(self, "input_dim", None if input_dim is None else _check_int(input_dim, "input_dim", 1))
+        if widths is not None:
+            if isinstance(widths, (int, float)) and not isinstance(widths, bool):
+                widths = (widths,) * depth
+            widths = tuple(_check_int(w, "widths", 1) for w in widths)
+            require(len(widths) == depth, "widths", f"expected {depth} hidden widths (one per hidden layer), got {len(widths)}")
+        set_(self, "widths", widths)
+        require(parameterization in PARAMETERIZATIONS, "parameterization",
+                f"must be one of {', '.join(PARAMETERIZATIONS)}, got {parameterization!r}")
+        set_(self, "parameterization", parameterization)
+        lr = float(learning_rate)
+        require(math.isfinite(lr) and lr > 0, "learning_rate", f"must be > 0, got {learning_rate}")
+        set_(self, "learning_rate", lr)
+
+    @property
+    def n_layers(self) -> int:
+        """Number of weight layers, L + 1."""
+        return self.depth + 1
+
+    def ntk_rates(self, input_dim: int | None = None) -> tuple[tuple, tuple]:
+        """(lambda_W^(l), lambda_b^(l)) for l = 1 .. L+1."""
+        eta = self.learning_rate
+        if self.parameterization == "ntk":
+            return tuple(eta * c for c in self.weight_var), tuple(eta * c for c in self.bias_var)
+        n0 = input_dim or self.input_dim
+        require(n0 is not None, "input_dim", "required for parameterization='standard' (lambda_W^(1) = eta n_0)")
+        require(self.widths is not None or self.depth == 0, "widths",
+                "required for parameterization='standard': its NTK scales with the layer widths")
+        fan_in = (n0,) + (self.widths or ())
+        return tuple(eta * n for n in fan_in), (eta,) * self.n_layers
+
+    def layer_params(self, input_dim: int | None = None) -> list[dict]:
+        """Per weight layer l = 1 .. L+1: {'C_W', 'C_b', 'lambda_W', 'lambda_b'}."""
+        lam_w, lam_b = self.ntk_rates(input_dim)
+        return [{"C_W": cw, "C_b": cb, "lambda_W": lw, "lambda_b": lb}
+                for cw, cb, lw, lb in zip(self.weight_var, self.bias_var, lam_w, lam_b)]
+
+    def with_widths(self, widths: int | Sequence[int]) -> "DeepNetwork":
+        return DeepNetwork(self.depth, self.activation, self.weight_var, self.bias_var, self.input_dim,
+                           widths, self.parameterization, self.learning_rate)
+
+    @property
+    def uniform(self) -> bool:
+        """True when C_W and C_b are the same for every layer."""
+        return len(set(self.weight_var)) == 1 and len(set(self.bias_var)) == 1
+
+    def describe(self) -> str:
+        cw = self.weight_var[0] if len(set(self.weight_var)) == 1 else list(self.weight_var)
+        cb = self.bias_var[0] if len(set(self.bias_var)) == 1 else list(self.bias_var)
+        return (f"deep network: depth L = {self.depth} (preactivations z^(1)..z^({self.depth + 1})), "
+                f"activation {self.activation.name}, C_W = {cw}, C_b = {cb}, "
+                f"{self.parameterization} parameterization")

@@ -1,0 +1,1 @@
+"""Symbolic side: activations, Gaussian expectations, layer kernel maps, recursions."""
