@@ -1,0 +1,26 @@
+"""fieldnet — field theory of wide neural networks.
+
+Pipeline: network spec -> symbolic derivation (sympy) -> recursions -> LaTeX / numeric evaluation,
+with Monte Carlo ensembles of finite-width networks as the independent check.
+
+    import fieldnet as fn
+    net = fn.DeepNetwork(depth=3, activation="relu", weight_var=2.0, bias_var=0.0)
+    print(fn.mean_field_recursion("relu"))     # the derived recursion
+    res = fn.kernels(net, X)                   # res.nngp, res.ntk: (L+1, N, N)
+"""
+
+from fieldnet.errors import ActivationError, DivergenceError, FieldnetError, ParameterError
+from fieldnet.numeric.kernels import KernelResult, kernels
+from fieldnet.spec import DeepNetwork
+from fieldnet.symbolic.activations import Activation, get_activation
+from fieldnet.symbolic.expectation import gaussian_expectation
+from fieldnet.symbolic.nodes import GaussianExpectation, LayerQuantity
+from fieldnet.symbolic.recursions import Recursion, mean_field_recursion
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Activation", "ActivationError", "DeepNetwork", "DivergenceError", "FieldnetError", "GaussianExpectation",
+    "KernelResult", "LayerQuantity", "ParameterError", "Recursion", "gaussian_expectation", "get_activation",
+    "kernels", "mean_field_recursion",
+]
