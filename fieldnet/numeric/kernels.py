@@ -23,7 +23,8 @@ from fieldnet.spec import DeepNetwork
 class Backend(Protocol):
     name: str
 
-    def run(self, network: DeepNetwork, gram: np.ndarray, layer_params: list, last_only: bool = False) -> dict:
+    def run(self, network: DeepNetwork, gram: np.ndarray, layer_params: list, last_only: bool = False,
+            quantities: tuple = ("K", "Theta")) -> dict:
         """{'K': ..., 'Theta': ...}, each (L+1, N, N), or (N, N) if ``last_only``."""
 
 
@@ -33,7 +34,7 @@ class KernelResult:
 
     network: DeepNetwork
     nngp: np.ndarray
-    ntk: np.ndarray
+    ntk: np.ndarray | None
     last_only: bool = False
 
     def layer(self, l: int) -> tuple[np.ndarray, np.ndarray]:
@@ -42,11 +43,14 @@ class KernelResult:
             raise ParameterError("layer: this result holds only the output layer (computed with last_only=True)")
         if not 1 <= l <= self.network.n_layers:
             raise ParameterError(f"layer: must be between 1 and {self.network.n_layers}, got {l}")
-        return self.nngp[l - 1], self.ntk[l - 1]
+        return self.nngp[l - 1], None if self.ntk is None else self.ntk[l - 1]
 
     def save(self, path) -> None:
-        """Write ``nngp`` and ``ntk`` (float64) to an ``.npz`` file."""
-        np.savez(path, nngp=np.asarray(self.nngp, dtype=np.float64), ntk=np.asarray(self.ntk, dtype=np.float64))
+        """Write ``nngp`` and ``ntk`` (float64; ``ntk`` only if computed) to an ``.npz`` file."""
+        arrays = {"nngp": np.asarray(self.nngp, dtype=np.float64)}
+        if self.ntk is not None:
+            arrays["ntk"] = np.asarray(self.ntk, dtype=np.float64)
+        np.savez(path, **arrays)
 
 
 def validate_inputs(X, input_dim: int | None = None, name: str = "X") -> np.ndarray:
@@ -74,19 +78,25 @@ def numeric_layer_params(network: DeepNetwork, input_dim: int) -> list[dict]:
             for cw, cb, n in zip(network.weight_var, network.bias_var, fan_in)]
 
 
-def kernels(network: DeepNetwork, X, *, backend: Backend | None = None, last_only: bool = False) -> KernelResult:
+def kernels(network: DeepNetwork, X, *, backend: Backend | None = None, last_only: bool = False,
+            ntk: bool = True) -> KernelResult:
     """NNGP kernel K^(l) and NTK Theta^(l) for every layer l = 1 .. L+1 on inputs X (N, n_0).
 
-    The NTK is scaled by the network's learning rate eta (it is linear in eta).
+    ``last_only`` keeps only the output layer (arrays (N, N)); ``ntk=False`` skips the NTK (for
+    activations whose NTK diverges, such as the step function). The NTK is scaled by the
+    network's learning rate eta (it is linear in eta).
     """
     from fieldnet.numeric.numpy_backend import NumpyBackend
 
     if not isinstance(network, DeepNetwork):
         raise ParameterError(f"network: expected a DeepNetwork, got {type(network).__name__}")
     X = validate_inputs(X, network.input_dim)
-    if network.parameterization == "standard":
+    if network.parameterization == "standard" and ntk:
         network.ntk_rates(X.shape[1])  # raises a clear error if widths are missing
     gram = X @ X.T / X.shape[1]
     backend = backend or NumpyBackend()
-    out = backend.run(network, gram, numeric_layer_params(network, X.shape[1]), last_only=last_only)
-    return KernelResult(network, out["K"], network.learning_rate * out["Theta"], last_only)
+    quantities = ("K", "Theta") if ntk else ("K",)
+    out = backend.run(network, gram, numeric_layer_params(network, X.shape[1]), last_only=last_only,
+                      quantities=quantities)
+    theta = network.learning_rate * out["Theta"] if ntk else None
+    return KernelResult(network, out["K"], theta, last_only)

@@ -76,8 +76,8 @@ class _CompiledEntry:
 def _compile_entry(expr, mapping: dict, args: list, label: str) -> _CompiledEntry:
     expr = expr.xreplace(mapping)
     if expr.has(sp.zoo, sp.oo, -sp.oo, sp.nan):
-        raise DivergenceError(f"{label} diverges (the Gaussian average is infinite for this activation: "
-                              f"its derivative contains a delta function)")
+        raise DivergenceError(f"{label} diverges: a Gaussian average in it is infinite for this activation "
+                              "(its derivative contains a delta function); ask for the NNGP kernel alone")
     nodes = sorted({n for n in sp.preorder_traversal(expr) if isinstance(n, GaussianExpectation)},
                    key=sp.default_sort_key)
     placeholders = sp.symbols(f"E0:{len(nodes)}")
@@ -109,6 +109,8 @@ class CompiledRecursion:
 
     def evaluate(self, first: bool, q: str, diagonal: bool, state: dict, quad_nodes) -> np.ndarray:
         entry = self.entries[(first, q, diagonal)]
+        if isinstance(entry, Exception):
+            raise entry
         args = [state[str(a)] for a in self.args]
         shape = np.shape(args[0])
         with np.errstate(all="ignore"):
@@ -132,7 +134,10 @@ def compile_recursion(rec: Recursion) -> CompiledRecursion:
                 i, j = (0, 0) if diagonal else (0, 1)
                 expr = table[LayerQuantity(q, layer, (PAIR[i], PAIR[j]))]
                 label = f"{q}^({'1' if first else 'l+1'})_{'aa' if diagonal else 'ab'}"
-                entries[(first, q, diagonal)] = _compile_entry(expr, mapping, args, label)
+                try:
+                    entries[(first, q, diagonal)] = _compile_entry(expr, mapping, args, label)
+                except DivergenceError as exc:  # raised only if this quantity is asked for
+                    entries[(first, q, diagonal)] = exc
     return CompiledRecursion(rec.quantities, rec.covariances, args, entries)
 
 
@@ -154,29 +159,32 @@ class NumpyBackend:
     def compiled(self, network) -> CompiledRecursion:
         return _compiled_mean_field(network.activation, network.parameterization)
 
-    def run(self, network, gram: np.ndarray, layer_params: list, last_only: bool = False) -> dict:
+    def run(self, network, gram: np.ndarray, layer_params: list, last_only: bool = False,
+            quantities: tuple = ("K", "Theta")) -> dict:
         """Kernels for every layer: {quantity: array (L+1, N, N)} (or (N, N) if ``last_only``).
 
         ``gram`` is x_a . x_b / n_0; ``layer_params[l-1]`` holds C_W, C_b and fan_in = n_{l-1}.
+        ``quantities`` selects what to compute (K alone skips the NTK).
         """
         comp = self.compiled(network)
+        wanted = tuple(q for q in comp.quantities if q in quantities)
         n = gram.shape[0]
         ia, ib = np.triu_indices(n, k=1)
         gdiag = np.diag(gram).copy()
         g_diag, g_off = (gdiag,) * 3, (gdiag[ia], gram[ia, ib], gdiag[ib])
-        out = {q: [] for q in comp.quantities}
+        out = {q: [] for q in wanted}
         diag, off = {}, {}
         for index, params in enumerate(layer_params):
             first, layer = index == 0, index + 1
             new_diag, new_off = {}, {}
-            for q in comp.quantities:
+            for q in wanted:
                 st = self._state(comp, params, g_diag, (diag,) * 3, (new_diag,) * 3, True)
                 new_diag[q] = comp.evaluate(first, q, True, st, self.quad_nodes)
             old = (_take(diag, ia), off, _take(diag, ib))
-            for q in comp.quantities:
+            for q in wanted:
                 st = self._state(comp, params, g_off, old, (_take(new_diag, ia), new_off, _take(new_diag, ib)), False)
                 new_off[q] = comp.evaluate(first, q, False, st, self.quad_nodes)
-            for q in comp.quantities:
+            for q in wanted:
                 _check_finite(q, layer, new_diag[q], new_off[q], ia, ib)
                 if last_only and layer < len(layer_params):
                     continue

@@ -1,0 +1,204 @@
+"""The ``fieldnet`` command line: a thin layer over the API.
+
+    fieldnet demo
+    fieldnet kernel --inputs X.npy --activation relu --depth 3 --weight-var 2 --bias-var 0 --out K.npz
+    fieldnet derive --activation erf [--latex]
+    fieldnet latex --activation tanh --out tanh.tex
+    fieldnet derivations [--out derivations] [--check]
+
+Errors (missing file, wrong shape, NaN, negative variance, unknown activation) end the command
+with exit status 2 and one line on stderr, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from fieldnet.errors import FieldnetError
+
+_FLAG_NAMES = {"weight_var": "--weight-var", "bias_var": "--bias-var", "depth": "--depth", "X": "--inputs",
+               "widths": "--widths", "parameterization": "--parameterization", "learning_rate": "--learning-rate",
+               "activation": "--activation"}
+
+
+class CliError(Exception):
+    """An error reported as one line."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        raise CliError(f"{message} (see '{self.prog} --help')")
+
+
+def _numbers(text: str):
+    """'2' -> 2.0; '2,1.5,1' -> [2.0, 1.5, 1.0] (one value per weight layer)."""
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number or comma-separated numbers, got {text!r}") from None
+    return values[0] if len(values) == 1 else values
+
+
+def _ints(text: str):
+    try:
+        values = [int(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer or comma-separated integers, got {text!r}") from None
+    return values[0] if len(values) == 1 else values
+
+
+def _add_network_args(p, need_depth=True):
+    p.add_argument("--activation", required=True, help="relu, erf, tanh, leaky_relu(0.1), 'x*erf(x)', ...")
+    if need_depth:
+        p.add_argument("--depth", type=int, required=True, help="number of hidden layers L (output layer L+1)")
+        p.add_argument("--weight-var", type=_numbers, default=1.0, help="C_W (one value, or one per weight layer)")
+        p.add_argument("--bias-var", type=_numbers, default=0.0, help="C_b (one value, or one per weight layer)")
+        p.add_argument("--widths", type=_ints, default=None, help="hidden widths (needed by --parameterization standard)")
+        p.add_argument("--learning-rate", type=float, default=1.0, help="global NTK rate eta")
+    p.add_argument("--parameterization", choices=("ntk", "standard"), default="ntk")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="fieldnet", description="Field theory of wide neural networks.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    sub.add_parser("demo", help="derive, solve and evaluate a deep ReLU network (a few seconds)")
+
+    p = sub.add_parser("kernel", help="NNGP and NTK of every layer on a dataset")
+    p.add_argument("--inputs", required=True, help="X.npy of shape (N, n_0)")
+    _add_network_args(p)
+    p.add_argument("--last-only", action="store_true", help="keep only the output layer: arrays of shape (N, N)")
+    p.add_argument("--nngp-only", action="store_true", help="skip the NTK (e.g. step, whose NTK diverges)")
+    p.add_argument("--out", required=True, help="OUT.npz with float64 'nngp' and 'ntk', shape (L+1, N, N)")
+
+    p = sub.add_parser("derive", help="print the derived recursions")
+    _add_network_args(p, need_depth=False)
+    p.add_argument("--latex", action="store_true", help="print LaTeX instead of text")
+
+    p = sub.add_parser("latex", help="write a standalone LaTeX document of the derivation")
+    _add_network_args(p, need_depth=False)
+    p.add_argument("--out", required=True, help="FILE.tex")
+
+    p = sub.add_parser("derivations", help="regenerate the derivations/ folder (or --check it)")
+    p.add_argument("--out", default="derivations")
+    p.add_argument("--check", action="store_true", help="exit 1 if any document is missing or stale")
+    return parser
+
+
+def _load_inputs(path: str) -> np.ndarray:
+    file = Path(path)
+    if not file.is_file():
+        raise CliError(f"--inputs: no such file: {path}")
+    try:
+        data = np.load(file, allow_pickle=False)
+    except (ValueError, OSError) as exc:
+        raise CliError(f"--inputs: cannot read {path} as a .npy array ({exc})") from None
+    if isinstance(data, np.lib.npyio.NpzFile):
+        raise CliError(f"--inputs: {path} is an .npz archive; save X with numpy.save as .npy")
+    return data
+
+
+def _network(args):
+    from fieldnet.spec import DeepNetwork
+
+    return DeepNetwork(args.depth, args.activation, args.weight_var, args.bias_var, widths=args.widths,
+                       parameterization=args.parameterization, learning_rate=args.learning_rate)
+
+
+def _cmd_kernel(args):
+    from fieldnet.numeric.kernels import kernels
+
+    X = _load_inputs(args.inputs)
+    net = _network(args)
+    out = Path(args.out)
+    if not out.parent.exists():
+        raise CliError(f"--out: folder {out.parent} does not exist")
+    result = kernels(net, X, last_only=args.last_only, ntk=not args.nngp_only)
+    result.save(out)
+    what = "nngp" if args.nngp_only else "nngp and ntk"
+    print(f"wrote {out}: {what}, float64, shape {result.nngp.shape} ({net.describe()})")
+
+
+def _cmd_derive(args):
+    from fieldnet.export.latex import recursion_latex
+    from fieldnet.symbolic.recursions import mean_field_recursion
+    from fieldnet.symbolic.solve import solve_single_input
+
+    rec = mean_field_recursion(args.activation, args.parameterization)
+    print(recursion_latex(rec) if args.latex else str(rec))
+    if rec.unevaluated() and not args.latex:
+        print(f"  ({len(rec.unevaluated())} Gaussian average(s) have no closed form: evaluated by quadrature)")
+    sol = solve_single_input(args.activation) if args.parameterization == "ntk" else None
+    if sol is not None:
+        if args.latex:
+            from fieldnet.export.latex import latex
+
+            print(f"K^{{(l)}}_{{aa}} = {latex(sol.K)}\n\\Theta^{{(l)}}_{{aa}} = {latex(sol.Theta)}")
+        else:
+            print(f"  one input, closed form (chi = {sol.chi_definition}, K_1 = K^(1)_aa):")
+            print(f"    K^(l)     = {sol.K}\n    Theta^(l) = {sol.Theta}")
+
+
+def _cmd_latex(args):
+    from fieldnet.export.latex import latex_document
+
+    out = Path(args.out)
+    if not out.parent.exists():
+        raise CliError(f"--out: folder {out.parent} does not exist")
+    out.write_text(latex_document(args.activation, args.parameterization))
+    print(f"wrote {out}")
+
+
+def _cmd_derivations(args):
+    from fieldnet.export.derivations import stale_derivations, write_derivations
+
+    if args.check:
+        stale = stale_derivations(args.out)
+        if stale:
+            print(f"stale or missing in {args.out}: {', '.join(stale)} (run 'fieldnet derivations')",
+                  file=sys.stderr)
+            return 1
+        print(f"{args.out} is up to date")
+        return 0
+    for path in write_derivations(args.out):
+        print(f"wrote {path}")
+    return 0
+
+
+def _cmd_demo(args):
+    from fieldnet.demo import run_demo
+
+    run_demo()
+
+
+COMMANDS = {"kernel": _cmd_kernel, "derive": _cmd_derive, "latex": _cmd_latex,
+            "derivations": _cmd_derivations, "demo": _cmd_demo}
+
+
+def _flagify(message: str) -> str:
+    head, sep, rest = message.partition(":")
+    return f"{_FLAG_NAMES.get(head, head)}{sep}{rest}" if sep else message
+
+
+def main(argv=None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        return COMMANDS[args.command](args) or 0
+    except CliError as exc:
+        print(f"fieldnet: error: {exc}", file=sys.stderr)
+    except FieldnetError as exc:
+        print(f"fieldnet: error: {_flagify(str(exc))}", file=sys.stderr)
+    except OSError as exc:
+        print(f"fieldnet: error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), file=sys.stderr)
+    except KeyboardInterrupt:
+        print("fieldnet: interrupted", file=sys.stderr)
+        return 130
+    return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
