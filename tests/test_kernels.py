@@ -91,11 +91,13 @@ def test_zero_input_with_zero_bias_is_finite():
 def test_parallel_inputs_give_rho_exactly_one():
     # with C_b = 0, x and 3x have rho = 1 at layer 1, and relu is homogeneous, so rho stays 1
     x = np.array([[1.0, 2.0, -0.5]])
-    res = kernels(DeepNetwork(4, "relu", weight_var=1.8, bias_var=0.0), np.vstack([x, 3 * x, -x]))
+    res = kernels(DeepNetwork(4, "relu", weight_var=1.8, bias_var=0.0), np.vstack([x, 3 * x, -x, x]))
     for l in range(5):
-        K = res.nngp[l]
-        assert K[0, 1] / np.sqrt(K[0, 0] * K[1, 1]) == pytest.approx(1.0, abs=1e-12)
-        assert np.all(np.isfinite(res.ntk[l]))
+        K, T = res.nngp[l], res.ntk[l]
+        assert K[0, 1] / np.sqrt(K[0, 0] * K[1, 1]) == pytest.approx(1.0, abs=1e-14)
+        assert T[0, 1] / np.sqrt(T[0, 0] * T[1, 1]) == pytest.approx(1.0, abs=1e-14)  # theta = 0, not sqrt(eps)
+        assert T[0, 3] == pytest.approx(T[0, 0], rel=1e-14) and K[0, 3] == pytest.approx(K[0, 0], rel=1e-14)
+    assert res.nngp[1, 0, 2] == pytest.approx(0.0, abs=1e-15)  # rho = -1 -> relu(u) relu(-u) = 0
 
 
 @pytest.mark.parametrize("bad, words", [

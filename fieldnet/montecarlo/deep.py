@@ -166,10 +166,15 @@ def _lambdify(expr):
 # one chunk of networks
 
 
-def _draw(generators: list, layers: list[_Layer]) -> list[tuple]:
-    """Standard-normal (W^(m) (B, n_m, n_{m-1}), b^(m) (B, n_m)) for m = 1 .. L+1, per-network streams."""
+def _allocate(layers: list[_Layer], chunk: int) -> list[tuple]:
+    """Weight buffers for one chunk, reused across chunks (fresh pages cost as much as drawing)."""
+    return [(np.zeros((chunk, lay.width, lay.fan_in)), np.zeros((chunk, lay.width))) for lay in layers]
+
+
+def _draw(generators: list, buffers: list[tuple]) -> list[tuple]:
+    """Standard-normal (W^(m) (B, n_m, n_{m-1}), b^(m) (B, n_m)) for m = 1 .. L+1, one stream per network."""
     B = len(generators)
-    out = [(np.empty((B, lay.width, lay.fan_in)), np.empty((B, lay.width))) for lay in layers]
+    out = [(w[:B], b[:B]) for w, b in buffers]
     for k, rng in enumerate(generators):
         for w, b in out:
             rng.standard_normal(out=w[k])
@@ -217,10 +222,10 @@ def _ntk_of_layer(l: int, h_gram: list, dh: list, weights: list, layers: list[_L
     return H
 
 
-def _chunk_statistics(X, generators, layers, phi, dphi, neurons):
+def _chunk_statistics(X, generators, buffers, layers, phi, dphi, neurons):
     """Per-network empirical NNGP and NTK of every layer: two arrays (B, L+1, N, N) (NTK None if dphi is None)."""
     B = len(generators)
-    weights = _draw(generators, layers)
+    weights = _draw(generators, buffers)
     z, h, dh = _forward(X, weights, layers, phi, dphi)
     nngp = np.stack([_gram(zm) for zm in z[1:]], axis=1)
     if dphi is None:
@@ -275,10 +280,11 @@ def sample_ensemble(network: DeepNetwork, X, n_networks: int, *, output_width: i
     chunk = chunk or _auto_chunk(layers, X.shape[0], neurons)
 
     streams = np.random.SeedSequence(seed).spawn(n_networks)
+    buffers = _allocate(layers, min(chunk, n_networks))
     nngp, ntk = [], []
     for start in range(0, n_networks, chunk):
         generators = [np.random.default_rng(s) for s in streams[start:start + chunk]]
-        g, t = _chunk_statistics(X, generators, layers, phi, dphi, neurons)
+        g, t = _chunk_statistics(X, generators, buffers, layers, phi, dphi, neurons)
         nngp.append(g)
         ntk.append(t)
     nngp = np.concatenate(nngp)

@@ -73,8 +73,24 @@ class _CompiledEntry:
     nodes: list
 
 
-def _compile_entry(expr, mapping: dict, args: list, label: str) -> _CompiledEntry:
-    expr = expr.xreplace(mapping)
+def stable_forms(expr, quantities):
+    """Rewrite sqrt(X_aa X_bb - X_ab^2) as sqrt(X_aa) sqrt(X_bb) sqrt((1 - rho)(1 + rho)) with
+    rho = X_ab / (sqrt(X_aa) sqrt(X_bb)), the same rho that enters arccos(rho).
+
+    Mathematically equal; numerically it keeps sin(theta) and theta consistent, so the arc-cosine
+    kernels' analytic cancellation (sin theta - theta cos theta = O(theta^3)) survives rounding and
+    parallel inputs keep rho = 1 instead of drifting by sqrt(machine epsilon)."""
+    for q in quantities:
+        for new in (False, True):
+            aa, ab, bb = (_state_symbol(q, new, i, j) for i, j in ((0, 0), (0, 1), (1, 1)))
+            rho = ab / (sp.sqrt(aa) * sp.sqrt(bb))
+            stable = sp.sqrt(aa) * sp.sqrt(bb) * sp.sqrt((1 - rho) * (1 + rho))
+            expr = expr.xreplace({sp.sqrt(aa * bb - ab ** 2): stable})
+    return expr
+
+
+def _compile_entry(expr, mapping: dict, args: list, label: str, quantities=()) -> _CompiledEntry:
+    expr = stable_forms(expr.xreplace(mapping), quantities)
     if expr.has(sp.zoo, sp.oo, -sp.oo, sp.nan):
         raise DivergenceError(f"{label} diverges: a Gaussian average in it is infinite for this activation "
                               "(its derivative contains a delta function); ask for the NNGP kernel alone")
@@ -135,7 +151,7 @@ def compile_recursion(rec: Recursion) -> CompiledRecursion:
                 expr = table[LayerQuantity(q, layer, (PAIR[i], PAIR[j]))]
                 label = f"{q}^({'1' if first else 'l+1'})_{'aa' if diagonal else 'ab'}"
                 try:
-                    entries[(first, q, diagonal)] = _compile_entry(expr, mapping, args, label)
+                    entries[(first, q, diagonal)] = _compile_entry(expr, mapping, args, label, rec.covariances)
                 except DivergenceError as exc:  # raised only if this quantity is asked for
                     entries[(first, q, diagonal)] = exc
     return CompiledRecursion(rec.quantities, rec.covariances, args, entries)
@@ -207,15 +223,27 @@ class NumpyBackend:
             for prefix, (aa, ab, bb) in ((q, old), (f"{q}_new", new)):
                 va, vab, vb = aa.get(q, zeros), ab.get(q, zeros), bb.get(q, zeros)
                 if q in comp.covariances and not diagonal and q in ab:
-                    tiny = np.finfo(float).tiny
-                    va, vb = np.maximum(va, tiny), np.maximum(vb, tiny)
-                    bound = np.sqrt(va * vb)
-                    vab = np.clip(vab, -bound, bound)
+                    va, vab, vb = _regularise_pair(va, vab, vb)
                 st[f"{prefix}_aa"], st[f"{prefix}_ab"], st[f"{prefix}_bb"] = va, vab, vb
         for p in PARAMS:
             value = params.get(p)
             st[p] = np.full(shape, np.nan if value is None else float(value))
         return st
+
+
+def _regularise_pair(va, vab, vb):
+    """Make a 2 x 2 covariance block safe for the closed forms.
+
+    Variances are floored at the smallest normal float (a zero-variance input then has rho = 0
+    and a vanishing prefactor, not 0/0); K_ab is clipped to |K_ab| <= sqrt(K_aa) sqrt(K_bb), and
+    |rho| within 8 machine epsilons of 1 is set to exactly +-1: below the precision of the inputs,
+    and it makes duplicate or parallel inputs give theta = 0 exactly instead of sqrt(eps)."""
+    tiny = np.finfo(float).tiny
+    va, vb = np.maximum(va, tiny), np.maximum(vb, tiny)
+    bound = np.sqrt(va) * np.sqrt(vb)  # the same form as in rho = K_ab / (sqrt(K_aa) sqrt(K_bb))
+    near = np.abs(vab) >= bound * (1 - 8 * np.finfo(float).eps)
+    vab = np.where(near, np.copysign(bound, vab), vab)
+    return va, vab, vb
 
 
 def _take(table: dict, idx) -> dict:
