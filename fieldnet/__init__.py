@@ -9,6 +9,8 @@ with Monte Carlo ensembles of finite-width networks as the independent check.
     res = fn.kernels(net, X)                   # res.nngp, res.ntk: (L+1, N, N)
 """
 
+__version__ = "0.1.0"
+
 from fieldnet.errors import ActivationError, DivergenceError, FieldnetError, ParameterError
 from fieldnet.numeric.kernels import KernelResult, kernels
 from fieldnet.spec import DeepNetwork
@@ -16,11 +18,11 @@ from fieldnet.symbolic.activations import Activation, get_activation
 from fieldnet.symbolic.expectation import gaussian_expectation
 from fieldnet.symbolic.nodes import GaussianExpectation, LayerQuantity
 from fieldnet.symbolic.recursions import Recursion, mean_field_recursion
-
-__version__ = "0.1.0"
+from fieldnet.symbolic.solve import SingleInputSolution, solve_single_input
+from fieldnet.export.latex import latex, latex_document
 
 __all__ = [
     "Activation", "ActivationError", "DeepNetwork", "DivergenceError", "FieldnetError", "GaussianExpectation",
     "KernelResult", "LayerQuantity", "ParameterError", "Recursion", "gaussian_expectation", "get_activation",
-    "kernels", "mean_field_recursion",
+    "kernels", "latex", "latex_document", "mean_field_recursion", "SingleInputSolution", "solve_single_input",
 ]

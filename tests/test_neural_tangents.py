@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import math
 from pathlib import Path
 
 import numpy as np
@@ -48,25 +47,9 @@ META = json.loads(str(_DATA["metadata"]))
 X = _DATA["X"]
 GROUPS = META["groups"]
 
-# (group id, depth) that fail on the degenerate pairs (rho = +-1) because of the fieldnet bug
-# described in KNOWN_BUG_DETAIL; the generic block of the same cases passes. Remove entries when fixed
-# (the markers are strict, so a fixed case shows up as XPASS(strict) = failure).
-KNOWN_BUG_DETAIL = ("fieldnet bug: ReLU-family closed forms at |rho| = 1 without bias: theta = acos(c/(sqrt(a) sqrt(b))) "
-             "and sqrt(ab - c^2) are rounded independently (O(1e-8) mismatch, K_ab off by ~1e-9, the relu "
-             "kernel of x and -x comes out negative, |rho| > 1 at the next layer), the NTK's arccos amplifies "
-             "it to 1e-6..5e-5, and acos of a ratio rounded past +-1 gives NaN -> DivergenceError")
-KNOWN_BUG = "fieldnet bug: ReLU family at |rho| = 1 without bias (KNOWN_BUG_DETAIL in this file)"
-KNOWN_FAILURES = {
-    ("g00", 3), ("g00", 5), ("g00", 8),              # relu, ntk, no bias
-    ("g03", 1), ("g03", 3), ("g03", 5), ("g03", 8),  # relu, standard, b_std=0
-    ("g20", 3), ("g20", 5),                          # abs, ntk, no bias (DivergenceError)
-    ("g23", 3), ("g23", 5),                          # abs, standard, b_std=0
-    ("g25", 3), ("g25", 5),                          # leaky_relu(0.1), ntk, no bias
-    ("g28", 3), ("g28", 5),                          # leaky_relu(0.1), standard, b_std=0
-    ("g30", 3), ("g30", 5),                          # abrelu(1.2, -0.4), ntk, no bias
-    ("g33", 3), ("g33", 5),                          # abrelu(1.2, -0.4), standard, b_std=0
-    ("g38", 3), ("g38", 5), ("g38", 8),              # relu, standard, b_std=None (NNGP part)
-}
+# History: before commit c714b7c the ReLU family failed test_parallel_and_antiparallel_inputs
+# without bias (arccos(rho) and sqrt(K_aa K_bb - K_ab^2) were rounded inconsistently at |rho| = 1:
+# NTK errors up to 5e-5, NaN -> DivergenceError for x and -x); the generic block always passed.
 
 
 def network(group: dict, depth: int) -> fn.DeepNetwork:
@@ -108,14 +91,11 @@ def _check(got, ref, what: str) -> None:
             f"neural-tangents {ref[layer, a, b]!r}")
 
 
-def _cases(known=None):
+def _cases():
     out = []
     for g in GROUPS:
         for depth in g["depths"]:
-            marks = []
-            if known is not None and (g["id"], depth) in known:
-                marks.append(pytest.mark.xfail(reason=KNOWN_BUG, strict=True))
-            out.append(pytest.param(g, depth, marks=marks,
+            out.append(pytest.param(g, depth,
                                     id=f"{g['id']}-{g['activation'].replace(' ', '')}-{g['parameterization']}"
                                        f"-b{g['b_std'][0]}-L{depth}"))
     return out
@@ -158,7 +138,7 @@ def test_generic_inputs(group, depth):
     _compare(group, depth, GENERIC)
 
 
-@pytest.mark.parametrize("group, depth", _cases(KNOWN_FAILURES))
+@pytest.mark.parametrize("group, depth", _cases())
 def test_parallel_and_antiparallel_inputs(group, depth):
     """All six rows, including x_4 = 2.5 x_0 (rho = +1) and x_5 = -x_1 (rho = -1)."""
     _compare(group, depth, slice(None))
