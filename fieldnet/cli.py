@@ -34,21 +34,21 @@ class _Parser(argparse.ArgumentParser):
         raise CliError(f"{message} (see '{self.prog} --help')")
 
 
-def _numbers(text: str):
-    """'2' -> 2.0; '2,1.5,1' -> [2.0, 1.5, 1.0] (one value per weight layer)."""
-    try:
-        values = [float(v) for v in text.split(",")]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number or comma-separated numbers, got {text!r}") from None
-    return values[0] if len(values) == 1 else values
+def _scalar_or_list(kind, what: str):
+    """An argparse type: '2' -> 2; '2,1.5,1' -> [2, 1.5, 1] (one value per layer)."""
+
+    def parse(text: str):
+        try:
+            values = [kind(v) for v in text.split(",")]
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a {what} or comma-separated {what}s, got {text!r}") from None
+        return values[0] if len(values) == 1 else values
+
+    return parse
 
 
-def _ints(text: str):
-    try:
-        values = [int(v) for v in text.split(",")]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer or comma-separated integers, got {text!r}") from None
-    return values[0] if len(values) == 1 else values
+_numbers = _scalar_or_list(float, "number")
+_ints = _scalar_or_list(int, "integer")
 
 
 def _add_network_args(p, need_depth=True):

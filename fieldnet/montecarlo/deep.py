@@ -17,7 +17,8 @@ Per network and layer l = 1 .. L+1 two (N, N) statistics are recorded (array ind
   It is computed by backpropagation through the explicit weights: with
   delta^(m)_{k;a} = dz^(l)_{i;a}/dz^(m)_{k;a} (delta^(l) = e_i, delta^(m-1) = phi'(z^(m-1)) * (W^(m)^T delta^(m))),
 
-      H^(l)_{ii;ab} = sum_{m=1}^{l} (delta^(m)_a . delta^(m)_b) [lambda_b^(m) + lambda_W^(m) phi^(m-1)_a . phi^(m-1)_b / n_{m-1}],
+      H^(l)_{ii;ab} = sum_{m=1}^{l} (delta^(m)_a . delta^(m)_b)
+                      * [lambda_b^(m) + lambda_W^(m) phi^(m-1)_a . phi^(m-1)_b / n_{m-1}],
 
   averaged over the first ``ntk_neurons`` neurons i of layer l (neurons are exchangeable, so this is
   unbiased);  E H^(l)_ii = Theta^(l) + O(1/n).  Layer 1 is deterministic: H^(1) = Theta^(1).
@@ -56,7 +57,8 @@ class EnsembleMoments:
 
     ``*_mean`` is the average over networks of the per-network statistic, ``*_sem`` its standard
     error (sd across networks / sqrt(n_networks)). ``widths`` = (n_0, n_1, .., n_L, n_{L+1}).
-    ``ntk_neurons[l-1]`` neurons of layer l were averaged for the NTK. The per-network statistics
+    ``ntk_neurons[l-1]`` neurons of layer l were averaged for the NTK; ``seed`` is the validated seed
+    the ensemble was drawn from. The per-network statistics
     (n_networks, L+1, N, N) are kept in ``*_samples`` when requested (``keep_samples=True``).
     The NTK fields are None when it was not computed.
     """
@@ -309,7 +311,8 @@ def width_scan(network: DeepNetwork, X, widths: Sequence[int], n_networks, *, se
         raise ParameterError(f"widths: expected a sequence of integers, got {widths!r}") from None
     require(len(widths) >= 1, "widths", "need at least one width")
     counts = [n_networks] * len(widths) if isinstance(n_networks, (int, np.integer)) else list(n_networks)
-    require(len(counts) == len(widths), "n_networks", f"expected one count per width ({len(widths)}), got {len(counts)}")
+    require(len(counts) == len(widths), "n_networks",
+            f"expected one count per width ({len(widths)}), got {len(counts)}")
     require("output_width" not in kwargs, "output_width", "width_scan sets it to each hidden width n")
     seed = _check_seed(seed)
     base = () if seed is None else (seed if isinstance(seed, tuple) else (seed,))

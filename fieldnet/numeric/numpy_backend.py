@@ -18,6 +18,7 @@ import sympy as sp
 
 from fieldnet.errors import DivergenceError, FieldnetError
 from fieldnet.numeric.quadrature import batched_expectation
+from fieldnet.symbolic.distributions import normalize_deltas
 from fieldnet.symbolic.layers import PAIR
 from fieldnet.symbolic.nodes import GaussianExpectation, InputOverlap, LayerQuantity
 from fieldnet.symbolic.recursions import LAYER, Recursion
@@ -104,7 +105,7 @@ def _compile_entry(expr, mapping: dict, args: list, label: str, quantities=()) -
         extra = node.integrand.free_symbols - set(node.variables)
         if extra:
             raise FieldnetError(f"{label}: integrand {node.integrand} depends on {sorted(map(str, extra))}")
-        if node.integrand.has(sp.DiracDelta):
+        if normalize_deltas(node.integrand).has(sp.DiracDelta):
             raise DivergenceError(f"{label}: the integrand {node.integrand} contains a delta function that "
                                   "no closed form covers; it cannot be integrated numerically")
         cov = [[sp.lambdify(args, node.covariance[i, j], modules=_MODULES) for j in range(k)] for i in range(k)]

@@ -34,6 +34,7 @@ import sympy as sp
 from sympy.parsing.sympy_parser import parse_expr, standard_transformations
 
 from fieldnet.errors import ActivationError
+from fieldnet.symbolic.distributions import piecewise_to_heaviside
 
 x = sp.Symbol("x", real=True)
 
@@ -43,7 +44,8 @@ def _heaviside(e):
 
 
 def _abrelu(a, b):
-    return sp.Piecewise((b * x, x < 0), (a * x, True))
+    """a x for x > 0, b x for x < 0, written with Max so that sympy's derivatives carry the kink."""
+    return b * x + (a - b) * sp.Max(0, x)
 
 
 def _builtin_table():
@@ -106,6 +108,12 @@ class Activation:
     name: str
     expr: sp.Expr
     params: tuple = field(default=())
+
+    def __post_init__(self):
+        # sympy differentiates Piecewise branch-wise (no delta at a jump); the Heaviside form
+        # differentiates distributionally, which Gaussian averages need
+        if self.expr.has(sp.Piecewise):
+            object.__setattr__(self, "expr", piecewise_to_heaviside(self.expr, x))
 
     @classmethod
     def from_expr(cls, expr, name: str | None = None) -> "Activation":

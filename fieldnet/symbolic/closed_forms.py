@@ -216,8 +216,6 @@ class GaussianExponential(Family):
                 return None
             key = (alpha, beta)
             groups[key] = groups.get(key, sp.S.Zero) + coeff * sp.exp(gamma) * poly
-        if all(k == (0, 0) for k in groups):
-            return None  # a plain polynomial: Wick's rule handles it
         return tuple((sp.expand(p).subs(x, _t), a, b) for (a, b), p in sorted(groups.items(), key=sp.default_sort_key))
 
     def expectation(self, reps, cov):

@@ -23,6 +23,7 @@ from functools import lru_cache
 import sympy as sp
 
 from fieldnet.symbolic.closed_forms import FAMILIES, generic_covariance
+from fieldnet.symbolic.distributions import normalize_deltas
 from fieldnet.symbolic.nodes import GaussianExpectation
 from fieldnet.symbolic.wick import polynomial_expectation
 
@@ -41,6 +42,10 @@ def evaluate(expr):
 @lru_cache(maxsize=4096)
 def evaluate_node(node: GaussianExpectation):
     variables, cov = node.variables, node.covariance
+    if node.integrand.has(sp.DiracDelta):
+        node = GaussianExpectation(normalize_deltas(node.integrand), variables, cov)
+        if node.integrand == 0:
+            return sp.S.Zero
     whole = _evaluate_term(node.integrand, variables, cov)  # keeps products such as gelu(u) gelu(v) intact
     if whole is not None:
         return whole
