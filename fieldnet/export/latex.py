@@ -16,7 +16,7 @@ from sympy.printing.latex import LatexPrinter
 from fieldnet import __version__
 from fieldnet.symbolic.activations import get_activation
 from fieldnet.symbolic.expectation import evaluate_node
-from fieldnet.symbolic.layers import PAIR, PHI, X, Nonlinearity, quantity_matrix
+from fieldnet.symbolic.layers import PHI, X, Nonlinearity, quantity_matrix
 from fieldnet.symbolic.nodes import GaussianExpectation, InputOverlap, LayerQuantity
 from fieldnet.symbolic.recursions import LAYER, mean_field_recursion
 

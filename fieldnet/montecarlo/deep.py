@@ -39,15 +39,14 @@ from functools import lru_cache
 from typing import Sequence
 
 import numpy as np
-import sympy as sp
 
 from fieldnet.errors import DivergenceError, ParameterError, require
 from fieldnet.montecarlo.stats import mean_and_sem
+from fieldnet.numeric.functions import numpy_function
 from fieldnet.numeric.kernels import validate_inputs
 from fieldnet.spec import DeepNetwork
 from fieldnet.symbolic.activations import x as _x
 
-_MODULES = [{"Heaviside": lambda v, h0=0.5: np.heaviside(v, 0.5)}, "scipy", "numpy"]
 _CHUNK_BYTES = 64 * 2 ** 20  # memory budget of one chunk of networks
 
 
@@ -144,18 +143,17 @@ def activation_functions(activation, with_derivative: bool = True):
     Heaviside(0) = 1/2; erf comes from scipy. A derivative containing a delta function (step,
     sign) raises :class:`DivergenceError`: the NTK of such a network is not defined.
     """
-    phi = _lambdify(activation.expr)
+    phi = _lambdify(activation.expr, f"activation {activation.name}")
     if not with_derivative:
         return phi, None
-    dexpr = activation.derivative()
-    if dexpr.has(sp.DiracDelta):
-        raise DivergenceError(f"activation {activation.name}: its derivative {dexpr} contains a delta function, "
-                              "so the NTK is not defined (use compute_ntk=False for the NNGP alone)")
-    return phi, _lambdify(dexpr)
+    try:
+        return phi, _lambdify(activation.derivative(), f"the derivative of activation {activation.name}")
+    except DivergenceError as exc:
+        raise DivergenceError(f"{exc}: the NTK is not defined (use compute_ntk=False for the NNGP alone)") from None
 
 
-def _lambdify(expr):
-    f = sp.lambdify(_x, expr, modules=_MODULES)
+def _lambdify(expr, what):
+    f = numpy_function(_x, expr, what)
 
     def apply(v: np.ndarray) -> np.ndarray:
         with np.errstate(over="ignore", invalid="ignore"):

@@ -18,14 +18,13 @@ import sympy as sp
 
 from fieldnet.errors import DivergenceError, FieldnetError
 from fieldnet.numeric.quadrature import batched_expectation
-from fieldnet.symbolic.distributions import normalize_deltas
+from fieldnet.numeric.functions import numpy_function
 from fieldnet.symbolic.layers import PAIR
 from fieldnet.symbolic.nodes import GaussianExpectation, InputOverlap, LayerQuantity
 from fieldnet.symbolic.recursions import LAYER, Recursion
 
 _SUFFIX = {(0, 0): "aa", (0, 1): "ab", (1, 1): "bb"}
 PARAMS = ("C_W", "C_b", "fan_in")
-_MODULES = [{"Heaviside": lambda v: np.heaviside(v, 0.5)}, "scipy", "numpy"]
 
 
 def _state_symbol(name: str, new: bool, i: int, j: int) -> sp.Symbol:
@@ -105,13 +104,10 @@ def _compile_entry(expr, mapping: dict, args: list, label: str, quantities=()) -
         extra = node.integrand.free_symbols - set(node.variables)
         if extra:
             raise FieldnetError(f"{label}: integrand {node.integrand} depends on {sorted(map(str, extra))}")
-        if normalize_deltas(node.integrand).has(sp.DiracDelta):
-            raise DivergenceError(f"{label}: the integrand {node.integrand} contains a delta function that "
-                                  "no closed form covers; it cannot be integrated numerically")
-        cov = [[sp.lambdify(args, node.covariance[i, j], modules=_MODULES) for j in range(k)] for i in range(k)]
-        integrand = sp.lambdify(node.variables, node.integrand, modules=_MODULES)
+        cov = [[numpy_function(args, node.covariance[i, j]) for j in range(k)] for i in range(k)]
+        integrand = numpy_function(node.variables, node.integrand, f"{label}: the integrand")
         compiled_nodes.append(_CompiledNode(cov, integrand, k))
-    value = sp.lambdify(list(args) + list(placeholders), expr, modules=_MODULES)
+    value = numpy_function(list(args) + list(placeholders), expr, label)
     return _CompiledEntry(value, compiled_nodes)
 
 
