@@ -19,22 +19,24 @@ grows linearly in l (or stays constant at C_b = 0) and Theta picks up the famili
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import sympy as sp
 
 from fieldnet.symbolic.activations import get_activation
 from fieldnet.symbolic.expectation import gaussian_expectation
 
+# the symbols of a solution
 L = sp.Symbol("l", integer=True, positive=True)
 K1 = sp.Symbol("K_1", positive=True)
-_C_W = sp.Symbol("C_W", positive=True)
-C_b_sym = sp.Symbol("C_b", nonnegative=True)
+C_W = sp.Symbol("C_W", positive=True)
+C_B = sp.Symbol("C_b", nonnegative=True)
+CHI = sp.Symbol("chi", positive=True)
+_CW = C_W  # for methods whose keyword argument is also called C_W
+# internal: summation index, a variance and an integration variable
 _k = sp.Symbol("k", integer=True, positive=True)
 _K = sp.Symbol("K", positive=True)
 _z = sp.Symbol("z", real=True)
-
-
-CHI = sp.Symbol("chi", positive=True)
 
 
 @dataclass(frozen=True)
@@ -52,8 +54,8 @@ class SingleInputSolution:
         """Substitute numbers (C_W also fixes chi), e.g. ``sol.at(C_W=2, C_b=0)``."""
         subs = {}
         if C_W is not None:
-            subs[CHI] = self.chi_definition.subs(_C_W, C_W)
-        for sym, value in ((C_b_sym, C_b), (K1, K_1), (L, l)):
+            subs[CHI] = self.chi_definition.subs(_CW, C_W)
+        for sym, value in ((C_B, C_b), (K1, K_1), (L, l)):
             if value is not None:
                 subs[sym] = value
         return (sp.simplify(sp.piecewise_fold(self.K.subs(subs))),
@@ -77,7 +79,11 @@ def _generic(expr):
 def solve_single_input(activation) -> SingleInputSolution | None:
     """Explicit K^(l), Theta^(l) for one input (NTK parameterization), or None when the
     recursion is not linear in K (every activation outside the scale-invariant class)."""
-    act = get_activation(activation)
+    return _solve(get_activation(activation))
+
+
+@lru_cache(maxsize=128)
+def _solve(act) -> SingleInputSolution | None:
     phi = act.expr.subs(sp.Symbol("x", real=True), _z)
     second = gaussian_expectation(phi ** 2, (_z,), [[_K]])
     slope = gaussian_expectation(sp.diff(phi, _z) ** 2, (_z,), [[_K]])
@@ -87,11 +93,11 @@ def solve_single_input(activation) -> SingleInputSolution | None:
     a2, g0 = poly.coeff_monomial(_K), poly.coeff_monomial(1)
     if a2 == 0 or sp.simplify(slope - a2) != 0:
         return None  # the NNGP and NTK factors differ: not the scale-invariant class
-    source = C_b_sym + CHI / a2 * g0  # C_b + C_W g_0 with C_W = chi / A_2
+    source = C_B + CHI / a2 * g0  # C_b + C_W g_0 with C_W = chi / A_2
     k_gen = _generic(_solve_linear(CHI, lambda k: source, K1))
     t_gen = _generic(_solve_linear(CHI, lambda k: k_gen.subs(L, k + 1), K1))
     k_crit = _solve_linear(sp.S.One, lambda k: source.subs(CHI, 1), K1)
     t_crit = _solve_linear(sp.S.One, lambda k: k_crit.subs(L, k + 1), K1)
     cond = sp.Eq(CHI, 1)
     return SingleInputSolution(act.name, sp.Piecewise((k_crit, cond), (k_gen, True)),
-                               sp.Piecewise((t_crit, cond), (t_gen, True)), _C_W * a2, 1 / a2)
+                               sp.Piecewise((t_crit, cond), (t_gen, True)), C_W * a2, 1 / a2)
