@@ -129,12 +129,6 @@ class DeepNetwork:
         fan_in = (n0,) + (self.widths or ())
         return tuple(eta * n for n in fan_in), (eta,) * self.n_layers
 
-    def layer_params(self, input_dim: int | None = None) -> list[dict]:
-        """Per weight layer l = 1 .. L+1: {'C_W', 'C_b', 'lambda_W', 'lambda_b'}."""
-        lam_w, lam_b = self.ntk_rates(input_dim)
-        return [{"C_W": cw, "C_b": cb, "lambda_W": lw, "lambda_b": lb}
-                for cw, cb, lw, lb in zip(self.weight_var, self.bias_var, lam_w, lam_b)]
-
     def with_widths(self, widths: int | Sequence[int]) -> "DeepNetwork":
         return DeepNetwork(self.depth, self.activation, self.weight_var, self.bias_var, self.input_dim,
                            widths, self.parameterization, self.learning_rate)

@@ -19,8 +19,8 @@ import sympy as sp
 from fieldnet.errors import DivergenceError, FieldnetError
 from fieldnet.numeric.quadrature import batched_expectation
 from fieldnet.numeric.functions import numpy_function
-from fieldnet.symbolic.layers import PAIR
-from fieldnet.symbolic.nodes import GaussianExpectation, InputOverlap, LayerQuantity
+from fieldnet.symbolic.layers import PAIR, layer_param
+from fieldnet.symbolic.nodes import InputOverlap, LayerQuantity, expectation_nodes
 from fieldnet.symbolic.recursions import LAYER, Recursion
 
 _SUFFIX = {(0, 0): "aa", (0, 1): "ab", (1, 1): "bb"}
@@ -46,8 +46,8 @@ def _substitutions(rec: Recursion, first: bool) -> dict:
                 mapping[LayerQuantity(q, LAYER + 1, (a, b))] = _state_symbol(q, True, i, j)
     layer = 1 if first else LAYER + 1
     for p in ("C_W", "C_b"):
-        mapping[LayerQuantity(p, layer)] = sp.Symbol(p)
-        mapping[sp.Symbol(p, positive=p != "C_b")] = sp.Symbol(p)
+        for per_layer in (True, False):
+            mapping[layer_param(p, layer, per_layer)] = sp.Symbol(p)
     mapping[LayerQuantity("n", layer - 1)] = sp.Symbol("fan_in")
     return mapping
 
@@ -62,6 +62,7 @@ def _state_args(rec: Recursion) -> list:
 
 @dataclass
 class _CompiledNode:
+    key: object        # the node expression: equal nodes in different entries are integrated once
     cov: list          # (k x k) of callables of the state args
     integrand: object  # callable of the k integration variables
     k: int
@@ -94,8 +95,7 @@ def _compile_entry(expr, mapping: dict, args: list, label: str, quantities=()) -
     if expr.has(sp.zoo, sp.oo, -sp.oo, sp.nan):
         raise DivergenceError(f"{label} diverges: a Gaussian average in it is infinite for this activation "
                               "(its derivative contains a delta function); ask for the NNGP kernel alone")
-    nodes = sorted({n for n in sp.preorder_traversal(expr) if isinstance(n, GaussianExpectation)},
-                   key=sp.default_sort_key)
+    nodes = expectation_nodes(expr)
     placeholders = sp.symbols(f"E0:{len(nodes)}")
     expr = expr.xreplace(dict(zip(nodes, placeholders)))
     compiled_nodes = []
@@ -106,7 +106,7 @@ def _compile_entry(expr, mapping: dict, args: list, label: str, quantities=()) -
             raise FieldnetError(f"{label}: integrand {node.integrand} depends on {sorted(map(str, extra))}")
         cov = [[numpy_function(args, node.covariance[i, j]) for j in range(k)] for i in range(k)]
         integrand = numpy_function(node.variables, node.integrand, f"{label}: the integrand")
-        compiled_nodes.append(_CompiledNode(cov, integrand, k))
+        compiled_nodes.append(_CompiledNode(node, cov, integrand, k))
     value = numpy_function(list(args) + list(placeholders), expr, label)
     return _CompiledEntry(value, compiled_nodes)
 
@@ -120,7 +120,9 @@ class CompiledRecursion:
     args: list
     entries: dict
 
-    def evaluate(self, first: bool, q: str, diagonal: bool, state: dict, quad_nodes) -> np.ndarray:
+    def evaluate(self, first: bool, q: str, diagonal: bool, state: dict, quad_nodes, cache: dict) -> np.ndarray:
+        """One entry over a batch; ``cache`` holds node values already integrated for this batch
+        (nodes depend only on the previous layer, so K and Theta updates can share them)."""
         entry = self.entries[(first, q, diagonal)]
         if isinstance(entry, Exception):
             raise entry
@@ -129,9 +131,11 @@ class CompiledRecursion:
         with np.errstate(all="ignore"):
             node_values = []
             for node in entry.nodes:
-                cov = np.stack([np.stack([np.broadcast_to(np.asarray(c(*args), float), shape)
-                                          for c in row], -1) for row in node.cov], -2)
-                node_values.append(batched_expectation(node.integrand, cov, quad_nodes))
+                if node.key not in cache:
+                    cov = np.stack([np.stack([np.broadcast_to(np.asarray(c(*args), float), shape)
+                                              for c in row], -1) for row in node.cov], -2)
+                    cache[node.key] = batched_expectation(node.integrand, cov, quad_nodes)
+                node_values.append(cache[node.key])
             return np.broadcast_to(np.asarray(entry.value(*args, *node_values), dtype=float), shape)
 
 
@@ -189,14 +193,14 @@ class NumpyBackend:
         diag, off = {}, {}
         for index, params in enumerate(layer_params):
             first, layer = index == 0, index + 1
-            new_diag, new_off = {}, {}
+            new_diag, new_off, diag_cache, off_cache = {}, {}, {}, {}
             for q in wanted:
                 st = self._state(comp, params, g_diag, (diag,) * 3, (new_diag,) * 3, True)
-                new_diag[q] = comp.evaluate(first, q, True, st, self.quad_nodes)
+                new_diag[q] = comp.evaluate(first, q, True, st, self.quad_nodes, diag_cache)
             old = (_take(diag, ia), off, _take(diag, ib))
             for q in wanted:
                 st = self._state(comp, params, g_off, old, (_take(new_diag, ia), new_off, _take(new_diag, ib)), False)
-                new_off[q] = comp.evaluate(first, q, False, st, self.quad_nodes)
+                new_off[q] = comp.evaluate(first, q, False, st, self.quad_nodes, off_cache)
             for q in wanted:
                 _check_finite(q, layer, new_diag[q], new_off[q], ia, ib)
                 if last_only and layer < len(layer_params):

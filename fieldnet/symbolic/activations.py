@@ -39,10 +39,6 @@ from fieldnet.symbolic.distributions import piecewise_to_heaviside
 x = sp.Symbol("x", real=True)
 
 
-def _heaviside(e):
-    return sp.Heaviside(e)
-
-
 def _abrelu(a, b):
     """a x for x > 0, b x for x < 0, written with Max so that sympy's derivatives carry the kink."""
     return b * x + (a - b) * sp.Max(0, x)
@@ -55,7 +51,7 @@ def _builtin_table():
         "relu": (0, lambda: sp.Max(0, x)),
         "leaky_relu": (1, lambda alpha=sp.Rational(1, 100): _abrelu(1, alpha)),
         "abrelu": (2, lambda a, b: _abrelu(a, b)),
-        "step": (0, lambda: _heaviside(x)),
+        "step": (0, lambda: sp.Heaviside(x)),
         "sign": (0, lambda: sp.sign(x)),
         "abs": (0, lambda: sp.Abs(x)),
         "erf": (0, lambda: sp.erf(x)),

@@ -28,6 +28,9 @@ from fieldnet.symbolic.nodes import GaussianExpectation
 from fieldnet.symbolic.wick import polynomial_expectation
 
 
+_UNIT = sp.Symbol("x", real=True)  # the variable the families match one-variable functions in
+
+
 def gaussian_expectation(integrand, variables, covariance, evaluate=True):
     """E_{z ~ N(0, covariance)} integrand(z) — closed form where the rules give one."""
     node = GaussianExpectation(integrand, variables, covariance)
@@ -99,8 +102,7 @@ def _evaluate_term(term, variables, cov):
 def _family_expectation(functions, used, sub_cov):
     """Closed form from one family for a product of one-variable functions, or None."""
     k = len(functions)
-    unit = sp.Symbol("x", real=True)
-    canon = tuple(f.subs(v, unit) for f, v in zip(functions, used))
+    canon = tuple(f.subs(v, _UNIT) for f, v in zip(functions, used))
     result = _family_expectation_generic(canon)
     if result is None:
         return None
@@ -111,12 +113,11 @@ def _family_expectation(functions, used, sub_cov):
 @lru_cache(maxsize=4096)
 def _family_expectation_generic(canon):
     """The closed form in generic covariance symbols (cached across layers and inputs)."""
-    unit = sp.Symbol("x", real=True)
     k = len(canon)
     for family in FAMILIES:
         if k > family.max_vars:
             continue
-        reps = [family.match(f, unit) for f in canon]
+        reps = [family.match(f, _UNIT) for f in canon]
         if any(r is None for r in reps):
             continue
         value = family.expectation(tuple(reps), generic_covariance(k))

@@ -165,8 +165,3 @@ def expectation_nodes(expr) -> list:
     nodes = {n for n in sp.preorder_traversal(expr) if isinstance(n, GaussianExpectation)}
     return sorted(nodes, key=sp.default_sort_key)
 
-
-def layer_quantities(expr) -> list:
-    """The distinct :class:`LayerQuantity` atoms of ``expr`` (inside expectations too)."""
-    found = {n for n in sp.preorder_traversal(expr) if isinstance(n, LayerQuantity)}
-    return sorted(found, key=sp.default_sort_key)

@@ -20,7 +20,7 @@ import sympy as sp
 
 from fieldnet.symbolic.activations import Activation, get_activation
 from fieldnet.symbolic.layers import PAIR, PHI, X, Dense, Nonlinearity, compose, input_state, quantity_matrix
-from fieldnet.symbolic.nodes import GaussianExpectation, LayerQuantity
+from fieldnet.symbolic.nodes import LayerQuantity, expectation_nodes
 
 LAYER = sp.Symbol("l", integer=True, positive=True)
 ENTRIES = ((0, 0), (0, 1))  # (a, a) and (a, b)
@@ -54,10 +54,7 @@ class Recursion:
 
     def unevaluated(self) -> list:
         """Expectation nodes that no closed form covers (they need quadrature)."""
-        nodes = set()
-        for expr in list(self.update.values()) + list(self.initial.values()):
-            nodes |= {n for n in sp.preorder_traversal(expr) if isinstance(n, GaussianExpectation)}
-        return sorted(nodes, key=sp.default_sort_key)
+        return expectation_nodes(sp.Tuple(*self.update.values(), *self.initial.values()))
 
     @property
     def closed_form(self) -> bool:
