@@ -1,0 +1,1 @@
+"""Analyses built on the symbolic and numeric sides: criticality, finite-width corrections."""
