@@ -4,11 +4,16 @@
     ens.nngp_mean, ens.nngp_sem, ens.ntk_mean, ens.ntk_sem     # (L+1, N, N), index l - 1
     scan = width_scan(net, X, [64, 128, 256], 1000)            # one ensemble per width
     fit = fit_inverse_width([64, 128, 256], means, sems)        # a + b/n, weighted by 1/sem^2
+    fw = finite_width_scan(net, X, [32, 64, 128], 2000)         # G, V, kurtosis, NTK A B D F per width
+    fw.fit("G").slope, fw.fit("V").intercept                    # K1 and V (per layer, 1/n_{l-1})
 """
 
 from fieldnet.montecarlo.deep import EnsembleMoments, activation_functions, sample_ensemble, width_scan
+from fieldnet.montecarlo.finite_width import (FiniteWidthMoments, FiniteWidthScan, finite_width_scan,
+                                              sample_finite_width)
 from fieldnet.montecarlo.stats import (InverseWidthFit, deviation_in_sigmas, fit_inverse_width, mean_and_sem,
                                        moment_ratio)
 
-__all__ = ["EnsembleMoments", "InverseWidthFit", "activation_functions", "deviation_in_sigmas",
-           "fit_inverse_width", "mean_and_sem", "moment_ratio", "sample_ensemble", "width_scan"]
+__all__ = ["EnsembleMoments", "FiniteWidthMoments", "FiniteWidthScan", "InverseWidthFit", "activation_functions",
+           "deviation_in_sigmas", "finite_width_scan", "fit_inverse_width", "mean_and_sem", "moment_ratio",
+           "sample_ensemble", "sample_finite_width", "width_scan"]
