@@ -14,7 +14,10 @@ networks); seeds fixed. The references hold at any width and need no theory modu
   (W_j, b_j) -> -(W_j, b_j)), and with C_b = 0, E[hat G^2] / E[hat G]^2 = prod_{k<l} (1 + c/n_k), i.e.
   excess kurtosis 3[prod - 1] and V = n_{l-1} G^2 (prod - 1), at any (unequal) widths;
 * ReLU NTK (sec. 5.4, [D] from the sec. 5.2 recursions): at leading order A, B, D, F and
-  Var(H)/E[H]^2 = (l-1)(11l-4)/(3 n l), compared with a 1/n extrapolation over several widths (slow).
+  Var(H)/E[H]^2 = (l-1)(11l-4)/(3 n l), compared with a 1/n extrapolation over several widths (slow);
+* smooth activations at leading order (slow): the single-input recursions of sec. 4.1 (V, K1) and 5.2 (Theta,
+  H1, A, B, D, F), iterated here with 1-D quadrature (an implementation independent of fieldnet.analysis),
+  against the intercepts and 1/n slopes of fits over widths 8 .. 32.
 """
 
 from __future__ import annotations
@@ -165,6 +168,28 @@ def test_bad_network_scan_and_fit_raise():
         scan.fit("K2")
     with pytest.raises(ParameterError, match="quantity"):
         scan.fit("A")
+
+
+def test_fit_inverse_powers():
+    """Order 2 recovers an exact quadratic in 1/n and its textbook WLS errors; order 1 is fit_inverse_width."""
+    from fieldnet.montecarlo.stats import fit_inverse_powers, fit_inverse_width
+    n = np.array([8.0, 12.0, 16.0, 32.0])
+    y = np.stack([1.5 - 2.0 / n + 7.0 / n ** 2, 0.5 + 1.0 / n - 3.0 / n ** 2], axis=1)
+    se = np.full_like(y, 0.01)
+    fit = fit_inverse_powers(n, y, se, order=2)
+    np.testing.assert_allclose(fit.intercept, [1.5, 0.5], rtol=1e-10)
+    np.testing.assert_allclose(fit.slope, [-2.0, 1.0], rtol=1e-9)
+    X = np.stack([np.ones(4), 1 / n, 1 / n ** 2], axis=1)
+    cov = 1e-4 * np.linalg.inv(X.T @ X)
+    np.testing.assert_allclose(fit.intercept_se ** 2, cov[0, 0], rtol=1e-9)
+    np.testing.assert_allclose(fit.covariance, cov[0, 1], rtol=1e-9)
+    assert fit.dof == 1 and np.all(fit.chi2 < 1e-12)
+    lin = fit_inverse_powers(n, y, se, order=1)
+    np.testing.assert_allclose(lin.slope, fit_inverse_width(n, y, se).slope)
+    with pytest.raises(ParameterError, match="order"):
+        fit_inverse_powers(n, y, se, order=0)
+    with pytest.raises(ParameterError, match="widths"):
+        fit_inverse_powers(n[:2], y[:2], se[:2], order=2)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -338,6 +363,75 @@ def test_fit_recovers_exact_relu_coefficients():
 
 # ---------------------------------------------------------------------------------------------------------------
 # leading order, extrapolated in 1/n (slow)
+
+
+def single_input_reference(activation, cw, cb, K1, depth, lam_w=None, lam_b=None):
+    """THEORY.md 4.1 and 5.2 iterated at equal widths (r = 1) for one input, NTK parameterization at unit rate
+    (lambda = C) unless given: dict of arrays over layers l = 1 .. L+1 (K, K1, V, Theta, H1, A, B, D, F).
+    Derivatives in K use the derivative-free forms of sec. 2.1 (1-D whitened quadrature)."""
+    phi, dphi = activation_functions(fn.get_activation(activation))
+    lam_w = cw if lam_w is None else lam_w
+    lam_b = cb if lam_b is None else lam_b
+    K, Th = K1, lam_b + lam_w * (K1 - cb) / cw
+    V = K1c = A = B = D = F = H1 = 0.0
+    out = {k: [] for k in ("K", "K1", "V", "Theta", "H1", "A", "B", "D", "F")}
+    for l in range(1, depth + 2):
+        for k, v in zip(out, (K, K1c, V, Th, H1, A, B, D, F)):
+            out[k].append(v)
+        E = lambda f: expectation(f, [[K]])
+        p2, p4 = E(lambda z: phi(z) ** 2), E(lambda z: phi(z) ** 4)
+        d2, d4 = E(lambda z: dphi(z) ** 2), E(lambda z: dphi(z) ** 4)
+        p2d2 = E(lambda z: phi(z) ** 2 * dphi(z) ** 2)
+        dp2 = E(lambda z: phi(z) ** 2 * (z * z - K)) / (2 * K * K)          # d<phi^2>/dK
+        ddp2 = E(lambda z: phi(z) ** 2 * (z ** 4 - 6 * K * z * z + 3 * K * K)) / (4 * K ** 4)
+        dd2 = E(lambda z: dphi(z) ** 2 * (z * z - K)) / (2 * K * K)         # d<phi'^2>/dK
+        ddd2 = E(lambda z: dphi(z) ** 2 * (z ** 4 - 6 * K * z * z + 3 * K * K)) / (4 * K ** 4)
+        chi_par, chi_perp = cw * dp2, cw * d2
+        dTh = lam_w * dp2 + cw * Th * dd2
+        s1 = lam_w * p2 + cw * Th * d2
+        var_s = lam_w ** 2 * p4 + 2 * lam_w * cw * Th * p2d2 + (cw * Th) ** 2 * d4 - s1 ** 2
+        cov_ps = cw * (lam_w * p4 + cw * Th * p2d2 - p2 * s1)
+        nV = cw ** 2 * (p4 - p2 ** 2) + chi_par ** 2 * V
+        nK1 = chi_par * K1c + 0.5 * cw * ddp2 * V
+        nD = cov_ps + chi_par * (dTh * V + chi_perp * D)
+        nA = var_s + dTh ** 2 * V + 2 * chi_perp * dTh * D + chi_perp ** 2 * A
+        nF = cw ** 2 * Th * p2d2 + chi_par ** 2 * F
+        nB = cw ** 2 * Th ** 2 * d4 + chi_perp ** 2 * B
+        nH1 = (dTh * K1c + 0.5 * (lam_w * ddp2 + cw * Th * ddd2) * V + cw * dd2 * (D + 2 * F) + chi_perp * H1)
+        K, Th = cb + cw * p2, lam_b + lam_w * p2 + cw * d2 * Th
+        V, K1c, D, A, F, B, H1 = nV, nK1, nD, nA, nF, nB, nH1
+    return {k: np.array(v) for k, v in out.items()}
+
+
+#: (activation, C_W, C_b, depth): critical tanh (K* = 0 class), off-critical tanh and erf
+SMOOTH_CASES = [("tanh", 1.0, 0.0, 3), ("tanh", 1.5, 0.05, 3), ("erf", 2.0, 0.1, 3)]
+SMALL_WIDTHS, SMALL_COUNTS = (8, 12, 16, 24, 32), (16000, 12000, 8000, 6000, 4000)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("activation,cw,cb,depth", SMOOTH_CASES)
+def test_leading_order_recursions_smooth(activation, cw, cb, depth):
+    """Fits a + b/n over widths 8 .. 32 (one input): G -> K (a) and K1 (b), V -> V, E H -> Theta and H1,
+    A, B, D, F and n Var(H) -> A + 2B, against the sec. 4.1 / 5.2 recursions, within Z_MAX se of the fit."""
+    X = _inputs(1, n0=4)
+    net = fn.DeepNetwork(depth, activation, cw, cb)
+    K1 = cb + cw * float(np.sum(X * X)) / X.shape[1]
+    ref = single_input_reference(activation, cw, cb, K1, depth)
+    ref["ntk_variance"] = ref["A"] + 2 * ref["B"]
+    t0 = time.perf_counter()
+    scan = finite_width_scan(net, X, SMALL_WIDTHS, SMALL_COUNTS, seed=(13, depth), cross_check=False)
+    elapsed = time.perf_counter() - t0
+    report = []
+    for name, key, part in (("G", "K", "intercept"), ("G", "K1", "slope"), ("V", "V", "intercept"),
+                            ("Theta", "Theta", "intercept"), ("Theta", "H1", "slope"), ("A", "A", "intercept"),
+                            ("B", "B", "intercept"), ("D", "D", "intercept"), ("F", "F", "intercept"),
+                            ("ntk_variance", "ntk_variance", "intercept")):
+        fit = scan.fit(name)
+        est = getattr(fit, part).reshape(depth + 1, -1)[:, 0]
+        se = getattr(fit, part + "_se").reshape(depth + 1, -1)[:, 0]
+        worst = _within(est, se, ref[key], f"{activation} C_W={cw} C_b={cb}: {key}")
+        report.append(f"{key} {worst:.1f}")
+    print(f"{activation} C_W={cw} C_b={cb} depth {depth} ({elapsed:.1f} s): worst sigma " + ", ".join(report))
 
 
 def _relu_ntk_leading(l, K, lam_w=2.0):

@@ -11,9 +11,9 @@
 from fieldnet.montecarlo.deep import EnsembleMoments, activation_functions, sample_ensemble, width_scan
 from fieldnet.montecarlo.finite_width import (FiniteWidthMoments, FiniteWidthScan, finite_width_scan,
                                               sample_finite_width)
-from fieldnet.montecarlo.stats import (InverseWidthFit, deviation_in_sigmas, fit_inverse_width, mean_and_sem,
-                                       moment_ratio)
+from fieldnet.montecarlo.stats import (InverseWidthFit, deviation_in_sigmas, fit_inverse_powers, fit_inverse_width,
+                                       mean_and_sem, moment_ratio)
 
 __all__ = ["EnsembleMoments", "FiniteWidthMoments", "FiniteWidthScan", "InverseWidthFit", "activation_functions",
-           "deviation_in_sigmas", "finite_width_scan", "fit_inverse_width", "mean_and_sem", "moment_ratio",
+           "deviation_in_sigmas", "finite_width_scan", "fit_inverse_powers", "fit_inverse_width", "mean_and_sem", "moment_ratio",
            "sample_ensemble", "sample_finite_width", "width_scan"]

@@ -51,7 +51,7 @@ import numpy as np
 from fieldnet.errors import DivergenceError, ParameterError, require
 from fieldnet.montecarlo.deep import (_CHUNK_BYTES, _allocate, _check_int, _check_seed, _draw, _forward,
                                       _hidden_widths, _Layer, _layers, activation_functions)
-from fieldnet.montecarlo.stats import InverseWidthFit, fit_inverse_width
+from fieldnet.montecarlo.stats import InverseWidthFit, fit_inverse_powers
 from fieldnet.numeric.kernels import validate_inputs
 from fieldnet.spec import DeepNetwork
 
@@ -384,15 +384,16 @@ class FiniteWidthScan:
         """(profiles, L+1): n_{l-1} of each ensemble."""
         return np.array([e.fan_in for e in self.ensembles], dtype=float)
 
-    def fit(self, quantity: str, scaled: bool = False) -> InverseWidthFit:
-        """Weighted fit y = a + b / n_{l-1} of ``quantity`` (a name in FIT_QUANTITIES) for every layer.
+    def fit(self, quantity: str, scaled: bool = False, order: int = 1) -> InverseWidthFit:
+        """Weighted fit y = a + b / n_{l-1} (+ c_2 / n_{l-1}^2 + .. up to ``order``) of ``quantity`` (a name in
+        FIT_QUANTITIES) for every layer.
 
         ``scaled=True`` fits n_{l-1} * y instead (e.g. ``fit("kurtosis", scaled=True).intercept`` = 3V/K^2,
         ``fit("ntk_relative_variance", scaled=True).intercept`` = (A + 2B)/Theta^2). Layers whose n_{l-1} does
         not vary (layer 1, fan-in n_0: exactly Gaussian, so no 1/n term) get the weighted mean of the profiles
         as intercept and slope 0 with se 0; entries without fluctuations (se 0 at every width) are returned
         exactly (intercept = the common value, slope 0, se 0; if they differ between profiles, ParameterError).
-        Returns arrays of shape (L+1, ...) with ``dof`` = profiles - 2.
+        Returns arrays of shape (L+1, ...) with ``dof`` = profiles - order - 1.
         """
         require(quantity in FIT_QUANTITIES, "quantity", f"must be one of {', '.join(FIT_QUANTITIES)}")
         values = [getattr(e, quantity) for e in self.ensembles]
@@ -425,12 +426,12 @@ class FiniteWidthScan:
             if np.any(live):
                 require(bool(np.all(sl[:, live] > 0)), "n_networks",
                         f"layer {l + 1}: some {quantity} estimates have zero spread at one width only")
-                fit = fit_inverse_width(nl, yl[:, live], sl[:, live])
+                fit = fit_inverse_powers(nl, yl[:, live], sl[:, live], order)
                 for key, val in (("a", fit.intercept), ("b", fit.slope), ("as", fit.intercept_se),
                                  ("bs", fit.slope_se), ("cov", fit.covariance), ("chi2", fit.chi2)):
                     parts[key][l][live] = val
         return InverseWidthFit(parts["a"], parts["b"], parts["as"], parts["bs"], parts["cov"], parts["chi2"],
-                               len(self.ensembles) - 2)
+                               len(self.ensembles) - order - 1)
 
 
 def finite_width_scan(network: DeepNetwork, X, widths: Sequence, n_networks, *, seed=0,

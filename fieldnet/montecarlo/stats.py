@@ -8,6 +8,8 @@ reaches these functions.
 * :func:`moment_ratio` — E[g^2] / E[g]^2 with its delta-method standard error.
 * :func:`fit_inverse_width` — weighted least squares of y(n) = a + b / n across widths, element-wise,
   with weights 1 / sem^2: the intercept a is the infinite-width extrapolation.
+* :func:`fit_inverse_powers` — the same with y(n) = a + b / n + c_2 / n^2 + ... (``order`` powers of 1/n),
+  for estimates taken at widths small enough that O(1/n^2) terms matter.
 * :func:`deviation_in_sigmas` — |estimate - reference| / se.
 """
 
@@ -106,6 +108,34 @@ def fit_inverse_width(widths, means, sems) -> InverseWidthFit:
     return InverseWidthFit(a, b, np.sqrt(Sxx / D), np.sqrt(S / D), -Sx / D, chi2, n.size - 2)
 
 
+def fit_inverse_powers(widths, means, sems, order: int = 2) -> InverseWidthFit:
+    """Fit means[k] = a + b / n_k + sum_{p=2}^{order} c_p / n_k^p with weights 1 / sems[k]^2, element-wise.
+
+    Returns an :class:`InverseWidthFit` with the intercept a, the slope b (the 1/n coefficient), their
+    standard errors and covariance from (X^T W X)^{-1}; ``dof`` = number of widths - (order + 1).
+    ``order = 1`` is :func:`fit_inverse_width`.
+    """
+    require(isinstance(order, (int, np.integer)) and not isinstance(order, bool) and order >= 1, "order",
+            f"must be an integer >= 1, got {order!r}")
+    if order == 1:
+        return fit_inverse_width(widths, means, sems)
+    n = np.asarray(widths, dtype=np.float64)
+    require(n.ndim == 1 and n.size >= order + 1, "widths",
+            f"need at least {order + 1} widths for order {order}, got {widths!r}")
+    fit_inverse_width(widths, means, sems)          # the same validation of widths, means and sems
+    y = np.asarray(means, dtype=np.float64)
+    s = np.asarray(sems, dtype=np.float64)
+    X = (1.0 / n)[:, None] ** np.arange(order + 1)[None, :]                     # (W, p)
+    w = np.moveaxis(1.0 / s ** 2, 0, -1)                                        # (..., W)
+    yy = np.moveaxis(y, 0, -1)
+    normal = np.einsum("...k,ki,kj->...ij", w, X, X)
+    cov = np.linalg.inv(normal)
+    coef = np.einsum("...ij,...j->...i", cov, np.einsum("...k,ki,...k->...i", w, X, yy))
+    chi2 = (w * (yy - np.einsum("ki,...i->...k", X, coef)) ** 2).sum(-1)
+    return InverseWidthFit(coef[..., 0], coef[..., 1], np.sqrt(cov[..., 0, 0]), np.sqrt(cov[..., 1, 1]),
+                           cov[..., 0, 1], chi2, n.size - order - 1)
+
+
 def deviation_in_sigmas(estimate, reference, se) -> np.ndarray:
     """|estimate - reference| / se, element-wise (inf where se = 0 and they differ, 0 where equal)."""
     est, ref, se = (np.asarray(v, dtype=np.float64) for v in (estimate, reference, se))
@@ -114,5 +144,5 @@ def deviation_in_sigmas(estimate, reference, se) -> np.ndarray:
         return np.where(diff == 0, 0.0, diff / se)
 
 
-__all__ = ["InverseWidthFit", "deviation_in_sigmas", "fit_inverse_width", "mean_and_sem",
+__all__ = ["InverseWidthFit", "deviation_in_sigmas", "fit_inverse_powers", "fit_inverse_width", "mean_and_sem",
            "moment_ratio"]
