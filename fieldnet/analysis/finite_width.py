@@ -1,0 +1,361 @@
+"""Finite-width (1/n) predictions for a deep network on a dataset (THEORY.md sections 4-5).
+
+    res = finite_width(network, X, ntk=True)
+    res.K0[l-1], res.K1[l-1]          # (N, N): E[z_a z_b] = K0_ab + K1_ab / n_{l-1} + O(1/n^2)
+    res.V[l-1]                        # (N, N, N, N): V_(ab)(cd), connected 4-pt = (1/n_{l-1})[dd V + 2 perms]
+    res.Theta[l-1], res.H1[l-1]       # (N, N): E[H_ab] = Theta_ab + H1_ab / n_{l-1}
+    res.A, res.B, res.D, res.F        # (L+1, N): per input, Var(H_aa) = (A + 2B) / n_{l-1}
+
+Conventions as in :mod:`fieldnet.symbolic.finite_width` (Roberts-Yaida-Hanin arXiv:2106.10165, Yaida
+arXiv:1910.00019, Hanin-Nica arXiv:1909.05989): layer l (array index l - 1) has fan-in n_{l-1}, layer 1 is
+exactly Gaussian (all coefficients 0 there), and the step l -> l + 1 carries r_l = n_l / n_{l-1}. When
+``network.widths`` is None the coefficients are those of a uniform width (r = 1).
+
+The recursions are the engine's: every update is the sympy expression derived in
+:mod:`fieldnet.symbolic.finite_width`, lowered to numpy (``lambdify``), its Gaussian-average nodes integrated
+by one private helper, :func:`_gaussian_average` (the single place to switch integrators). V is propagated in
+matrix form over the N(N+1)/2 unordered pairs, V' = S + r J V J^T, J and the source S being the derived
+Jacobian entries and connected four-point averages (one average per multiset {a, b, c, d}: 1-D for aaaa,
+2-D for aaab / aabb, 3-D for aabc, 4-D for abcd). K1, H1 and the two-input NTK quantities D_{(ab),R} and
+F_{a.b.} that H1_ab needs live on pairs and use 2-D averages only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+import sympy as sp
+
+from fieldnet.errors import DivergenceError, ParameterError, require
+from fieldnet.numeric.functions import numpy_function
+from fieldnet.numeric.kernels import kernels, validate_inputs
+from fieldnet.numeric.numpy_backend import _regularise_pair
+from fieldnet.numeric.quadrature import batched_expectation
+from fieldnet.spec import DeepNetwork
+from fieldnet.symbolic import finite_width as fw
+from fieldnet.symbolic.nodes import LayerQuantity, expectation_nodes
+from fieldnet.symbolic.recursions import LAYER
+
+_PARAMS = {fw.C_W: "C_W", fw.C_B: "C_b", fw.LAMBDA_W: "lambda_W", fw.LAMBDA_B: "lambda_b", fw.RATIO: "r"}
+_RHO_MAX = 1.0 - 1e-12  # |rho| cap on pairs: arc-cosine derivatives are singular (with finite limits) at |rho| = 1
+
+
+def _gaussian_average(f, cov: np.ndarray) -> np.ndarray:
+    """E_{z ~ N(0, cov[p])} f(z) for cov (P, k, k): the ONE place fieldnet's finite-width code integrates.
+
+    Today :func:`fieldnet.numeric.quadrature.batched_expectation` (adaptive whitened trapezoid for k <= 2,
+    tensor Gauss-Hermite for k = 3, 4); switch to the numba integrator here."""
+    return batched_expectation(f, cov)
+
+
+# ---------------------------------------------------------------- lowering of one derived expression
+
+def _name(q: LayerQuantity) -> str:
+    return q.name + ("_" + "".join(str(i) for i in q.indices) if q.indices else "")
+
+
+class _Lowered:
+    """A derived update as a numpy function of named state arrays; averages go through the helper."""
+
+    def __init__(self, expr, label: str):
+        mapping = {q: sp.Symbol(_name(q)) for q in expr.atoms(LayerQuantity)}
+        mapping.update({k: sp.Symbol(v) for k, v in _PARAMS.items() if not isinstance(k, LayerQuantity)})
+        expr = expr.xreplace(mapping)
+        if expr.has(sp.zoo, sp.oo, -sp.oo, sp.nan):
+            raise DivergenceError(f"{label}: a Gaussian average in the 1/n recursion is infinite for this activation")
+        nodes = expectation_nodes(expr)
+        holders = sp.symbols(f"E0:{len(nodes)}")
+        expr = expr.xreplace(dict(zip(nodes, holders)))
+        self.args = sorted({s.name for s in expr.free_symbols} - {h.name for h in holders}
+                           | {s.name for n in nodes for s in n.covariance.free_symbols})
+        syms = [sp.Symbol(a) for a in self.args]
+        self.nodes = [(n, [[numpy_function(syms, n.covariance[i, j]) for j in range(len(n.variables))]
+                           for i in range(len(n.variables))],
+                       numpy_function(n.variables, n.integrand, f"{label}: the integrand")) for n in nodes]
+        self.value = numpy_function(syms + list(holders), expr, label)
+
+    def __call__(self, state: dict, cache: dict) -> np.ndarray:
+        args = [state[a] for a in self.args]
+        shape = state["_shape"]
+        vals = []
+        with np.errstate(all="ignore"):
+            for node, cov, f in self.nodes:
+                if node not in cache:
+                    c = np.stack([np.stack([np.broadcast_to(np.asarray(e(*args), float), shape) for e in row], -1)
+                                  for row in cov], -2)
+                    cache[node] = _gaussian_average(f, c)
+                vals.append(cache[node])
+            return np.broadcast_to(np.asarray(self.value(*args, *vals), dtype=float), shape).copy()
+
+
+# ---------------------------------------------------------------- the derived programs, per activation
+
+@dataclass(frozen=True)
+class _Program:
+    single: dict   # name -> _Lowered, one input a
+    pair: dict     # name -> _Lowered, two inputs a < b
+    four: dict     # multiplicity pattern -> _Lowered  <prod_i phi(z_i)^{c_i}>
+
+
+@lru_cache(maxsize=32)
+def _program(activation, ntk: bool) -> _Program:
+    a, b, c, d = fw.symbols("a", "b", "c", "d")
+    aa, ab = (a, a), (a, b)
+    single = {"J": fw.kernel_jacobian(activation, aa)[aa], "K1": fw.k1_update(activation, aa)}
+    jac = fw.kernel_jacobian(activation, ab)
+    pair = {"J_aa": jac[aa], "J_ab": jac[ab], "J_bb": jac[(b, b)], "K1": fw.k1_update(activation, ab)}
+    if ntk:
+        single.update(D=fw.d_update(activation, aa, aa), A=fw.a_update(activation, aa, aa),
+                      B=fw.b_update(activation, a, a, a, a), F=fw.f_update(activation, a, a, a, a),
+                      H1=fw.h1_update(activation, aa))
+        for key, build in fw.pair_ntk_targets(a, b).items():
+            name = key[0] + "_" + "".join(str(s) for part in key[1:] for s in (part if isinstance(part, tuple) else (part,)))
+            pair[name] = build(activation)
+    four = {}
+    phi = {s: fw.phi_of(activation, s) for s in (a, b, c, d)}
+    for counts in ((4,), (3, 1), (2, 2), (2, 1, 1), (1, 1, 1, 1)):
+        four[counts] = fw.average(sp.Mul(*[phi[s] ** k for s, k in zip((a, b, c, d), counts)]), activation)
+    lower = lambda table, tag: {k: _Lowered(v, f"{tag} {k}") for k, v in table.items()}
+    return _Program(lower(single, "one-input"), lower(pair, "two-input"), lower(four, "four-point"))
+
+
+# ---------------------------------------------------------------- result
+
+@dataclass(frozen=True)
+class FiniteWidthResult:
+    """1/n coefficients of every layer l = 1 .. L+1 (array index l - 1) for inputs X (N of them).
+
+    K0, K1 : (L+1, N, N)           E[z_a z_b] = K0 + K1 / n_{l-1}
+    V      : (L+1, N, N, N, N)     V[l-1, a, b, c, d] = V_(ab)(cd); symmetric within and between pairs
+    Theta, H1 : (L+1, N, N)        E[H_ab] = Theta + H1 / n_{l-1}              (ntk=True, else None)
+    A, B, D, F : (L+1, N)          per input a: Cov(H_ii, H_kk) = A/n, E[H_ik^2] = B/n,
+                                   Cov(H_ii, z_k^2) = D/n, E[H_ik z_i z_k] = F/n (i != k)   (ntk=True)
+    widths : the hidden widths (n_1..n_L) the coefficients were computed for (r_l = n_l/n_{l-1}), or None
+             for the uniform-width coefficients.
+    """
+
+    network: DeepNetwork
+    K0: np.ndarray
+    K1: np.ndarray
+    V: np.ndarray
+    Theta: np.ndarray | None = None
+    H1: np.ndarray | None = None
+    A: np.ndarray | None = None
+    B: np.ndarray | None = None
+    D: np.ndarray | None = None
+    F: np.ndarray | None = None
+    widths: tuple | None = None
+
+    def fan_in(self, n=None) -> np.ndarray:
+        """n_{l-1} for layers l = 1 .. L+1 (layer 1's entry is inf: its coefficients vanish)."""
+        depth = self.network.depth
+        if n is None:
+            require(self.widths is not None, "n", "give the width n (this result is for uniform width)")
+            hidden = self.widths
+        else:
+            hidden = _hidden_widths(n, depth)
+            require(self.widths is None or tuple(hidden) == tuple(self.widths), "n",
+                    f"these coefficients were computed for widths {self.widths}; call without n")
+        return np.array((np.inf,) + tuple(float(h) for h in hidden))
+
+    def effective_depth(self, n=None) -> np.ndarray:
+        """sum_{k<l} 1/n_k for layer l (= (l-1)/n at uniform width): the expansion parameter at criticality."""
+        inv = 1.0 / self.fan_in(n)
+        return np.cumsum(inv)
+
+    def corrected_kernel(self, n=None) -> np.ndarray:
+        """E[z_a z_b] = K0 + K1 / n_{l-1}, shape (L+1, N, N)."""
+        return self.K0 + self.K1 / self.fan_in(n)[:, None, None]
+
+    def four_point(self, n=None) -> np.ndarray:
+        """Connected four-point function of one neuron, E[z_a z_b z_c z_d]_c = (V_(ab)(cd) + V_(ac)(bd) +
+        V_(ad)(bc)) / n_{l-1}, shape (L+1, N, N, N, N) (for neurons i1..i4 use the Kronecker form)."""
+        sym = self.V + self.V.transpose(0, 1, 3, 2, 4) + self.V.transpose(0, 1, 4, 3, 2)
+        return sym / self.fan_in(n)[:, None, None, None, None]
+
+    def excess_kurtosis(self, n=None) -> np.ndarray:
+        """E z_a^4 / (E z_a^2)^2 - 3 = 3 V_(aa)(aa) / (n_{l-1} K_aa^2) + O(1/n^2), shape (L+1, N)."""
+        idx = np.arange(self.K0.shape[1])
+        return 3 * self.V[:, idx, idx, idx, idx] / (self.fan_in(n)[:, None] * self.K0[:, idx, idx] ** 2)
+
+    def ntk_mean(self, n=None) -> np.ndarray:
+        """E[H_ab] = Theta + H1 / n_{l-1}, shape (L+1, N, N)."""
+        self._need_ntk()
+        return self.Theta + self.H1 / self.fan_in(n)[:, None, None]
+
+    def ntk_relative_variance(self, n=None) -> np.ndarray:
+        """Var(H_aa) / E[H_aa]^2 = (A + 2B) / (n_{l-1} Theta_aa^2) + O(1/n^2), shape (L+1, N)."""
+        self._need_ntk()
+        idx = np.arange(self.K0.shape[1])
+        return (self.A + 2 * self.B) / (self.fan_in(n)[:, None] * self.Theta[:, idx, idx] ** 2)
+
+    def _need_ntk(self):
+        require(self.Theta is not None, "ntk", "NTK quantities were not computed (call finite_width(..., ntk=True))")
+
+    def save(self, path) -> None:
+        """Write the arrays (float64) to an ``.npz``: K0, K1, V and, with the NTK, Theta, H1, A, B, D, F."""
+        names = ("K0", "K1", "V") + (("Theta", "H1", "A", "B", "D", "F") if self.Theta is not None else ())
+        np.savez(path, **{k: np.asarray(getattr(self, k), dtype=np.float64) for k in names})
+
+
+def _hidden_widths(n, depth: int) -> tuple:
+    if isinstance(n, (int, float, np.integer, np.floating)) and not isinstance(n, bool):
+        require(np.isfinite(n) and n > 0, "n", f"must be a positive width, got {n}")
+        return (float(n),) * depth
+    try:
+        values = tuple(float(v) for v in n)
+    except TypeError:
+        raise ParameterError(f"n: expected a width or {depth} hidden widths, got {n!r}") from None
+    require(len(values) == depth, "n", f"expected {depth} hidden widths (n_1..n_L), got {len(values)}")
+    require(all(np.isfinite(v) and v > 0 for v in values), "n", f"widths must be positive, got {values}")
+    return values
+
+
+# ---------------------------------------------------------------- the driver
+
+def finite_width(network: DeepNetwork, X, *, ntk: bool = False) -> FiniteWidthResult:
+    """1/n coefficients K1, V (and with ``ntk`` H1, A, B, D, F) of every layer on inputs X (N, n_0)."""
+    if not isinstance(network, DeepNetwork):
+        raise ParameterError(f"network: expected a DeepNetwork, got {type(network).__name__}")
+    X = validate_inputs(X, network.input_dim)
+    mean = kernels(network, X, ntk=ntk)
+    K0 = mean.nngp
+    theta = mean.ntk
+    n_layers, N = K0.shape[0], K0.shape[1]
+    prog = _program(network.activation, ntk)
+    lam_w, lam_b = network.ntk_rates(X.shape[1]) if ntk else ((0.0,) * n_layers, (0.0,) * n_layers)
+    widths = network.widths
+    ratios = [1.0] + ([widths[l] / widths[l - 1] for l in range(1, network.depth)] if widths else [1.0] * (network.depth - 1))
+
+    pa, pb = np.triu_indices(N)                      # all unordered pairs, a <= b
+    pidx = np.empty((N, N), dtype=np.int64)
+    pidx[pa, pb] = np.arange(len(pa))
+    pidx[pb, pa] = np.arange(len(pa))
+    ia, ib = np.triu_indices(N, k=1)                 # off-diagonal pairs
+    off_pos = pidx[ia, ib]
+    diag_pos = pidx[np.arange(N), np.arange(N)]
+    dup = _duplicates(K0[0], ia, ib)
+    multisets = _Multisets(N, pidx)
+
+    K1 = np.zeros_like(K0)
+    V = np.zeros((n_layers, len(pa), len(pa)))
+    out = {k: np.zeros((n_layers, N)) for k in "ABDF"} if ntk else {}
+    H1 = np.zeros_like(K0) if ntk else None
+    pair_state = {k: np.zeros(len(ia)) for k in prog.pair if k[:2] in ("D_", "F_")}
+
+    for l in range(1, n_layers):                     # step layer l -> l + 1 (array l-1 -> l)
+        params = {"C_W": network.weight_var[l], "C_b": network.bias_var[l], "lambda_W": lam_w[l],
+                  "lambda_b": lam_b[l], "r": ratios[l - 1]}
+        k, t = K0[l - 1], (theta[l - 1] if ntk else np.zeros_like(K0[l - 1]))
+        # one input
+        s1 = dict(params, _shape=(N,), K_aa=np.diag(k).copy(), Theta_aa=np.diag(t).copy(), K1_aa=np.diag(K1[l - 1]).copy(),
+                  V_aaaa=V[l - 1][diag_pos, diag_pos])
+        if ntk:
+            s1.update(H1_aa=np.diag(H1[l - 1]).copy(), **{f"{q}_aaaa": out[q][l - 1] for q in "ABDF"})
+        cache1 = {}
+        j_diag = prog.single["J"](s1, cache1)
+        # two inputs a < b
+        kaa, kab, kbb = _regularise_pair(k[ia, ia], k[ia, ib], k[ib, ib])
+        bound = _RHO_MAX * np.sqrt(kaa) * np.sqrt(kbb)
+        kab = np.clip(kab, -bound, bound)
+        s2 = dict(params, _shape=(len(ia),), K_aa=kaa, K_ab=kab, K_bb=kbb, Theta_aa=t[ia, ia], Theta_ab=t[ia, ib], Theta_bb=t[ib, ib],
+                  K1_aa=K1[l - 1][ia, ia], K1_ab=K1[l - 1][ia, ib], K1_bb=K1[l - 1][ib, ib])
+        for x, y in (("a", "a"), ("a", "b"), ("b", "b")):
+            for u, w in (("a", "a"), ("a", "b"), ("b", "b")):
+                s2[f"V_{x}{y}{u}{w}"] = V[l - 1][_pos(pidx, ia, ib, x, y), _pos(pidx, ia, ib, u, w)]
+        if ntk:
+            s2.update(H1_ab=H1[l - 1][ia, ib], H1_aa=H1[l - 1][ia, ia], H1_bb=H1[l - 1][ib, ib])
+            s2.update(pair_state)
+        cache2 = {}
+        J = np.zeros((len(pa), len(pa)))
+        J[diag_pos, diag_pos] = j_diag
+        J[off_pos, diag_pos[ia]] = np.where(dup, 0.0, prog.pair["J_aa"](s2, cache2))
+        J[off_pos, off_pos] = np.where(dup, j_diag[ia], prog.pair["J_ab"](s2, cache2))
+        J[off_pos, diag_pos[ib]] = np.where(dup, 0.0, prog.pair["J_bb"](s2, cache2))
+        # the four-point vertex, in matrix form over pairs
+        S = _four_point_source(prog, multisets, k, K0[l] - params["C_b"], params["C_W"])
+        V[l] = S + params["r"] * (J @ V[l - 1] @ J.T)
+        # K1, and the NTK quantities
+        new_k1 = np.empty((N, N))
+        new_k1[np.arange(N), np.arange(N)] = prog.single["K1"](s1, cache1)
+        k1_off = np.where(dup, new_k1[ia, ia], prog.pair["K1"](s2, cache2))
+        new_k1[ia, ib] = new_k1[ib, ia] = k1_off
+        K1[l] = new_k1
+        if ntk:
+            for q in "ABDF":
+                out[q][l] = prog.single[q](s1, cache1)
+            h1 = np.empty((N, N))
+            h1[np.arange(N), np.arange(N)] = prog.single["H1"](s1, cache1)
+            h1_off = np.where(dup, h1[ia, ia], prog.pair["H1_ab"](s2, cache2))
+            h1[ia, ib] = h1[ib, ia] = h1_off
+            H1[l] = h1
+            pair_state = {key: prog.pair[key](s2, cache2) for key in pair_state}
+        _check(l + 1, K1=K1[l], V=V[l], **({"H1": H1[l]} if ntk else {}), **{q: out[q][l] for q in out})
+
+    Vfull = V[:, pidx[:, :, None, None], pidx[None, None, :, :]]
+    extra = dict(Theta=theta, H1=H1, **out) if ntk else {}
+    return FiniteWidthResult(network, K0, K1, Vfull, widths=widths, **extra)
+
+
+def _pos(pidx, ia, ib, x, y):
+    first = ia if x == "a" else ib
+    second = ia if y == "a" else ib
+    return pidx[first, second]
+
+
+def _duplicates(k1, ia, ib) -> np.ndarray:
+    """Pairs of identical inputs (K^(1) equal on aa, ab, bb): their pair quantities equal the diagonal ones."""
+    return (k1[ia, ia] == k1[ib, ib]) & (k1[ia, ib] == k1[ia, ia])
+
+
+class _Multisets:
+    """The distinct multisets {a, b, c, d} behind all (P, Q), P <= Q, with their multiplicity patterns."""
+
+    def __init__(self, N: int, pidx: np.ndarray):
+        pa, pb = np.triu_indices(N)
+        P, Q = np.triu_indices(len(pa))
+        quads = np.sort(np.stack([pa[P], pb[P], pa[Q], pb[Q]], 1), axis=1)
+        code = ((quads[:, 0] * N + quads[:, 1]) * N + quads[:, 2]) * N + quads[:, 3]
+        uniq, self.inverse = np.unique(code, return_inverse=True)
+        self.P, self.Q, self.n_pairs = P, Q, len(pa)
+        m = np.stack([uniq // N ** 3, uniq // N ** 2 % N, uniq // N % N, uniq % N], 1)
+        self.groups = {}
+        for i, row in enumerate(m):
+            values, counts = np.unique(row, return_counts=True)
+            order = np.argsort(-counts, kind="stable")
+            pattern = tuple(int(c) for c in counts[order])
+            self.groups.setdefault(pattern, ([], []))
+            self.groups[pattern][0].append(i)
+            self.groups[pattern][1].append(values[order])
+        self.groups = {p: (np.array(i), np.array(v)) for p, (i, v) in self.groups.items()}
+        self.count = len(uniq)
+
+
+def _four_point_source(prog: _Program, ms: _Multisets, k: np.ndarray, two_point: np.ndarray, cw: float) -> np.ndarray:
+    """S_PQ = C_W^2 <phi_a phi_b phi_c phi_d> - (C_W <phi phi>_P)(C_W <phi phi>_Q), filled from one average
+    per multiset; ``two_point`` = K^(l+1) - C_b = C_W <phi phi>."""
+    values = np.empty(ms.count)
+    letters = "abcd"
+    for pattern, (rows, inputs) in ms.groups.items():
+        state = {"C_W": cw, "_shape": (len(rows),)}
+        for i, x in enumerate(letters[:len(pattern)]):
+            for j, y in enumerate(letters[:len(pattern)]):
+                if i <= j:
+                    state[f"K_{x}{y}"] = k[inputs[:, i], inputs[:, j]]
+        values[rows] = prog.four[pattern](state, {})
+    pa, pb = np.triu_indices(k.shape[0])
+    tp = two_point[pa, pb]
+    S = np.empty((ms.n_pairs, ms.n_pairs))
+    upper = cw ** 2 * values[ms.inverse] - tp[ms.P] * tp[ms.Q]
+    S[ms.P, ms.Q] = upper
+    S[ms.Q, ms.P] = upper
+    return S
+
+
+def _check(layer: int, **arrays) -> None:
+    for name, arr in arrays.items():
+        if not np.all(np.isfinite(arr)):
+            raise DivergenceError(f"{name} is not finite at layer {layer}: a Gaussian average in the 1/n recursion "
+                                  "diverges or overflows float64 (for kinked activations: exactly parallel inputs?)")
