@@ -163,6 +163,8 @@ def test_bad_network_scan_and_fit_raise():
         finite_width_scan(None, X, [4, 8], 10)
     with pytest.raises(ParameterError, match="n_networks"):
         finite_width_scan(fn.DeepNetwork(1, "relu"), X, [4, 8], [10])
+    with pytest.raises(ParameterError, match="cross_check"):     # memory guard, raised before sampling
+        sample_finite_width(fn.DeepNetwork(1, "relu", widths=4), np.ones((16, 3)), 50000)
     scan = finite_width_scan(fn.DeepNetwork(1, "relu", 2.0), X, [4, 8], 10, ntk=False)
     with pytest.raises(ParameterError, match="quantity"):
         scan.fit("K2")

@@ -193,6 +193,7 @@ def _auto_chunk(layers: list[_Layer], N: int, P: int) -> int:
     pairs = N * (N + 1) // 2
     floats = sum(lay.width * (lay.fan_in + 1) + (4 * N + 2 * pairs) * lay.width for lay in layers)
     floats += 3 * P * N * max(lay.fan_in for lay in layers) + 4 * P * P * N * len(layers)
+    floats += 2 * pairs * pairs * len(layers)
     return max(1, _CHUNK_BYTES // (8 * floats))
 
 
@@ -219,12 +220,14 @@ def _influence_se(u: np.ndarray) -> np.ndarray:
 def _covariance(x: np.ndarray, y: np.ndarray, scale):
     """scale * Cov(x, y) for every pair of trailing entries: x (M, p), y (M, r) -> (p, r) with se.
 
-    Sample covariance (ddof = 1); influence (x - xbar)(y - ybar); exactly 0 where x or y is constant."""
+    Sample covariance (ddof = 1); influence u = (x - xbar)(y - ybar), whose variance is formed from matrix
+    products (no (M, p, r) array); exactly 0 where x or y is constant."""
     M = x.shape[0]
     dx, dy = x - x.mean(0), y - y.mean(0)
-    prod = dx[:, :, None] * dy[:, None, :]
-    cov = prod.sum(0) / (M - 1)
-    se = _influence_se(prod)
+    mean_u = dx.T @ dy / M
+    var_u = np.maximum((dx * dx).T @ (dy * dy) / M - mean_u ** 2, 0.0) * M / (M - 1)
+    cov = mean_u * M / (M - 1)
+    se = np.sqrt(var_u / M)
     fixed = _constant(x)[:, None] | _constant(y)[None, :]
     return np.where(fixed, 0.0, scale * cov), np.where(fixed, 0.0, np.abs(scale) * se)
 
@@ -354,6 +357,12 @@ def sample_finite_width(network: DeepNetwork, X, n_networks: int, *, output_widt
     phi, dphi = activation_functions(network.activation, bool(ntk))
     N = X.shape[0]
     chunk = chunk or _auto_chunk(layers, N, P)
+    pairs = N * (N + 1) // 2
+    if cross_check:
+        need = 8 * 3 * n_networks * len(layers) * pairs * pairs
+        require(need <= 2 * 2 ** 30, "cross_check",
+                f"the i != k estimator keeps {pairs}^2 statistics per layer and network (about {need / 2**30:.1f} GB "
+                f"for {n_networks} networks and {N} inputs): pass cross_check=False or use fewer inputs")
 
     streams = np.random.SeedSequence(seed).spawn(n_networks)
     buffers = _allocate(layers, min(chunk, n_networks))
