@@ -5,6 +5,7 @@
     fieldnet derive --activation erf [--latex]
     fieldnet latex --activation tanh --out tanh.tex
     fieldnet derivations [--out derivations] [--check]
+    fieldnet finite-width --inputs X.npy --activation tanh --depth 3 --weight-var 1 --out FW.npz [--ntk]
 
 Errors (missing file, wrong shape, NaN, negative variance, unknown activation) end the command
 with exit status 2 and one line on stderr, never a traceback.
@@ -86,6 +87,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("derivations", help="regenerate the derivations/ folder (or --check it)")
     p.add_argument("--out", default="derivations")
     p.add_argument("--check", action="store_true", help="exit 1 if any document is missing or stale")
+
+    p = sub.add_parser("finite-width", help="1/n corrections: K0, K1, four-point vertex V (and NTK) of every layer")
+    p.add_argument("--inputs", required=True, help="X.npy of shape (N, n_0)")
+    _add_network_args(p)
+    p.add_argument("--ntk", action="store_true", help="also Theta, H1 (L+1, N, N) and A, B, D, F (L+1, N)")
+    p.add_argument("--out", required=True, help="OUT.npz with float64 K0, K1 (L+1, N, N) and V (L+1, N, N, N, N)")
     return parser
 
 
@@ -175,8 +182,24 @@ def _cmd_demo(args):
     run_demo()
 
 
+def _cmd_finite_width(args):
+    from fieldnet.analysis.finite_width import finite_width
+
+    X = _load_inputs(args.inputs)
+    net = _network(args)
+    out = Path(args.out)
+    if not out.parent.exists():
+        raise CliError(f"--out: folder {out.parent} does not exist")
+    result = finite_width(net, X, ntk=args.ntk)
+    result.save(out)
+    keys = "K0, K1, V" + (", Theta, H1, A, B, D, F" if args.ntk else "")
+    print(f"wrote {out}: {keys}, float64; K0 shape {result.K0.shape}, V shape {result.V.shape} ({net.describe()}); "
+          "E[z_a z_b] = K0 + K1/n_{l-1}, connected 4-pt = (V + 2 perms)/n_{l-1}")
+
+
 COMMANDS = {"kernel": _cmd_kernel, "derive": _cmd_derive, "latex": _cmd_latex,
             "derivations": _cmd_derivations, "demo": _cmd_demo}
+COMMANDS["finite-width"] = _cmd_finite_width
 
 
 def _flagify(message: str) -> str:
