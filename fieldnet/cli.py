@@ -88,6 +88,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="derivations")
     p.add_argument("--check", action="store_true", help="exit 1 if any document is missing or stale")
 
+    p = sub.add_parser("criticality", help="fixed points, susceptibilities, depth scales and phase at (C_W, C_b)")
+    p.add_argument("--activation", required=True, help="relu, tanh, erf, gelu, 'x*erf(x)', ...")
+    p.add_argument("--weight-var", type=float, default=None,
+                   help="C_W = sigma_w^2 (default: the critical value at --bias-var)")
+    p.add_argument("--bias-var", type=float, default=0.0, help="C_b = sigma_b^2 (default 0)")
+    p.add_argument("--json", action="store_true", help="print one JSON object (infinite depth scales: null)")
+    p.add_argument("--plot", default=None, help="FILE.png: phase diagram and depth scales (needs matplotlib)")
+
     p = sub.add_parser("finite-width", help="1/n corrections: K0, K1, four-point vertex V (and NTK) of every layer")
     p.add_argument("--inputs", required=True, help="X.npy of shape (N, n_0)")
     _add_network_args(p)
@@ -182,6 +190,43 @@ def _cmd_demo(args):
     run_demo()
 
 
+def _cmd_criticality(args):
+    import json
+
+    from fieldnet.analysis.criticality import critical_weight_var, signal_propagation
+    from fieldnet.analysis.universality import universality_class
+
+    if args.plot is not None and not Path(args.plot).parent.exists():
+        raise CliError(f"--plot: folder {Path(args.plot).parent} does not exist")
+    critical = None
+    weight_var = args.weight_var
+    if weight_var is None:  # the point of the critical line at this C_b
+        critical = weight_var = critical_weight_var(args.activation, args.bias_var)
+    result = signal_propagation(args.activation, weight_var, args.bias_var)
+    out = result.as_dict()
+    if critical is not None:
+        out["critical_weight_var"] = critical
+    uc = universality_class(args.activation)
+    if args.json:
+        out["universality_class"] = uc.name
+        print(json.dumps(out))
+    else:
+        where = " (the critical line at this C_b)" if critical is not None else ""
+        print(f"{result.activation} at C_W = {weight_var:.10g}, C_b = {args.bias_var:.10g}{where}")
+        rows = [("q*", result.q_star), ("c*", result.c_star), ("chi_parallel", result.chi_parallel),
+                ("chi_perp = chi_1", result.chi_perp), ("chi_c", result.chi_c), ("xi_q", result.xi_q),
+                ("xi_c", result.xi_c)]
+        for name, value in rows:
+            print(f"  {name:<17}= {value:.10g}")
+        print(f"  phase            = {result.phase}")
+        print(f"  {uc.describe()}")
+    if args.plot is not None:
+        from fieldnet.analysis.plots import criticality_figure
+
+        criticality_figure(args.activation, args.weight_var, args.bias_var, path=args.plot)
+        print(f"wrote {args.plot}", file=sys.stderr if args.json else sys.stdout)
+
+
 def _cmd_finite_width(args):
     from fieldnet.analysis.finite_width import finite_width
 
@@ -198,7 +243,7 @@ def _cmd_finite_width(args):
 
 
 COMMANDS = {"kernel": _cmd_kernel, "derive": _cmd_derive, "latex": _cmd_latex,
-            "derivations": _cmd_derivations, "demo": _cmd_demo}
+            "derivations": _cmd_derivations, "demo": _cmd_demo, "criticality": _cmd_criticality}
 COMMANDS["finite-width"] = _cmd_finite_width
 
 

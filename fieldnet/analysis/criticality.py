@@ -20,8 +20,8 @@ F(q) = C_b + C_W <phi^2>_q - q is scanned from q0 in factors of 2 towards the si
 and the first sign change is bisected. Edge cases:
 
 * **no fixed point** (the map grows past ``q_max``: exp, or relu with C_W > 2): :class:`DivergenceError`;
-* **q* = 0** (C_b = 0, phi(0) = 0 and chi_1 <= 1 at q = 0, e.g. tanh with C_W <= 1): reported as
-  q* = 0 with the limits q -> 0+ of the susceptibilities (Taylor values); the correlation map is
+* **q* = 0** (C_b = 0, phi(0) = 0 and chi_1 <= 1 at q = 0, e.g. tanh with C_W <= 1; also any
+  fixed point below 1e-12 q0): reported as q* = 0 with the limits q -> 0+ of the susceptibilities (Taylor values); the correlation map is
   0/0 there and c* = 1, chi_c = chi_1 are its limits C_b -> 0+ (the ordered side);
 * **a line of fixed points** (scale-invariant phi at C_W = 1/A2, C_b = 0): q* = q0.
 
@@ -46,7 +46,7 @@ from fieldnet.errors import DivergenceError, ParameterError, require
 
 CRITICAL_TOL = 1e-9   # |chi - 1| below this counts as exactly 1 (critical; infinite depth scale)
 Q_MAX = 1e6           # the variance map is declared divergent beyond this q
-_Q_MIN_FACTOR = 1e-15  # scanning down from q0 stops at q0 * this and reports q* = 0 if F(0) = 0
+_Q_MIN_FACTOR = 1e-12  # scanning down from q0 stops at q0 * this and reports q* = 0 if F(0) = 0
 
 
 def _positive(value, name, *, allow_zero=False) -> float:

@@ -111,8 +111,9 @@ def plot_depth_scales(activation, bias_var, weight_vars=(0.5, 4.0), points=24, a
     return fig
 
 
-def criticality_figure(activation, weight_var=None, bias_var=0.0, path=None):
-    """Two panels (phase diagram, depth scales at this C_b); saved to ``path`` (PNG) when given."""
+def criticality_figure(activation, weight_var=None, bias_var=0.0, path=None, resolution=80, points=24):
+    """Two panels (phase diagram, depth scales at this C_b); saved to ``path`` (PNG) when given.
+    ``resolution`` is the phase diagram's grid per axis, ``points`` the number of C_W in the right panel."""
     Figure, Canvas = _matplotlib()
     fig = Figure(figsize=(11.0, 4.3), layout="constrained")
     Canvas(fig)
@@ -120,8 +121,8 @@ def criticality_figure(activation, weight_var=None, bias_var=0.0, path=None):
     hi_b = max(1.0, 2.0 * bias_var)
     hi_w = max(4.0, 1.5 * (weight_var or 0.0))
     point = None if weight_var is None else (weight_var, bias_var)
-    plot_phase_diagram(activation, (0.25, hi_w), (0.0, hi_b), ax=left, point=point)
-    plot_depth_scales(activation, bias_var, (0.25, hi_w), ax=right)
+    plot_phase_diagram(activation, (0.25, hi_w), (0.0, hi_b), resolution, ax=left, point=point)
+    plot_depth_scales(activation, bias_var, (0.25, hi_w), points, ax=right)
     if path is not None:
         fig.savefig(path, dpi=110)
     return fig
