@@ -20,9 +20,16 @@ from fieldnet.symbolic.nodes import GaussianExpectation, LayerQuantity
 from fieldnet.symbolic.recursions import Recursion, mean_field_recursion
 from fieldnet.symbolic.solve import SingleInputSolution, solve_single_input
 from fieldnet.export.latex import latex, latex_document
+from fieldnet.analysis.criticality import (CriticalLine, SignalPropagation, critical_line, critical_weight_var,
+                                           fixed_point_c, fixed_point_q, signal_propagation)
+from fieldnet.analysis.universality import UniversalityClass, universality_class
+from fieldnet.analysis.jacobians import PartialJacobians, partial_jacobians
 
 __all__ = [
     "Activation", "ActivationError", "DeepNetwork", "DivergenceError", "FieldnetError", "GaussianExpectation",
     "KernelResult", "LayerQuantity", "ParameterError", "Recursion", "gaussian_expectation", "get_activation",
     "kernels", "latex", "latex_document", "mean_field_recursion", "SingleInputSolution", "solve_single_input",
+    "CriticalLine", "PartialJacobians", "SignalPropagation", "UniversalityClass", "critical_line",
+    "critical_weight_var", "fixed_point_c", "fixed_point_q", "partial_jacobians", "signal_propagation",
+    "universality_class",
 ]
