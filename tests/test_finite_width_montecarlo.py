@@ -466,3 +466,49 @@ def test_relu_ntk_fluctuations_leading_order():
         worst = _within(fit.intercept[:, 0], fit.intercept_se[:, 0], [r[key] for r in ref], f"ReLU {name}")
         report.append(f"{name} {worst:.2f}")
     print(f"ReLU NTK leading order (depth 3, widths 24/48/96, {elapsed:.1f} s): worst sigma " + ", ".join(report))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# the theory module (fieldnet.analysis.finite_width) against the Monte Carlo (slow)
+
+THEORY_CASES = [("relu", 2.0, 0.0, 1), ("tanh", 1.0, 0.0, 2), ("erf", 2.0, 0.1, 3)]   # last: seed
+THEORY_WIDTHS, THEORY_COUNTS = (16, 24, 32, 48, 64), (8000, 6000, 4000, 3000, 2000)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("activation,cw,cb,seed", THEORY_CASES)
+def test_theory_matches_monte_carlo(activation, cw, cb, seed):
+    """fieldnet.analysis.finite_width (engine-derived recursions) against fits a + b/n over widths 16 .. 64 of a
+    depth-3 network (layers l = 2, 3, 4), two correlated inputs: K1 (all pairs, the slope of G), V (all 16 index
+    combinations, the intercept), H1 (slope of E H_aa), A, B, D, F and A + 2B (intercepts, per input), within
+    Z_MAX se. Its single-input coefficients must also equal this file's independent recursion (1e-9)."""
+    theory = pytest.importorskip("fieldnet.analysis.finite_width")
+    X = _inputs(2, n0=4)
+    net = fn.DeepNetwork(3, activation, cw, cb)
+    t0 = time.perf_counter()
+    th = theory.finite_width(net, X, ntk=True)
+    t_theory = time.perf_counter() - t0
+    if activation != "relu":       # kinked phi: the 1-D reference quadrature would not converge
+        for a in range(X.shape[0]):
+            ref = single_input_reference(activation, cw, cb, fn.kernels(net, X).nngp[0, a, a], net.depth)
+            for key, val in (("K1", th.K1[:, a, a]), ("V", th.V[:, a, a, a, a]), ("H1", th.H1[:, a, a]),
+                             ("A", th.A[:, a]), ("B", th.B[:, a]), ("D", th.D[:, a]), ("F", th.F[:, a])):
+                np.testing.assert_allclose(val, ref[key], rtol=1e-9, atol=1e-12, err_msg=f"theory {key}")
+    t0 = time.perf_counter()
+    scan = finite_width_scan(net, X, THEORY_WIDTHS, THEORY_COUNTS, seed=(15, seed), cross_check=False)
+    t_mc = time.perf_counter() - t0
+    iu = np.triu_indices(X.shape[0])
+    pairs = lambda a: a[..., iu[0], iu[1]]
+    flat = lambda a: a.reshape(a.shape[0], -1)
+    checks = [("K1", "G", "slope", pairs, pairs(th.K1)), ("V", "V", "intercept", flat, flat(th.V)),
+              ("H1", "Theta", "slope", None, _diag(th.H1)), ("A+2B", "ntk_variance", "intercept", None, th.A + 2 * th.B)]
+    checks += [(q, q, "intercept", None, getattr(th, q)) for q in "ABDF"]
+    report = []
+    for label, quantity, part, pick, reference in checks:
+        fit = scan.fit(quantity)
+        pick = pick or (lambda a: a)
+        est, se = pick(getattr(fit, part))[1:], pick(getattr(fit, part + "_se"))[1:]
+        worst = [_within(est[k], se[k], reference[1:][k], f"{activation} {label} layer {k + 2}") for k in range(3)]
+        report.append(f"{label} " + "/".join(f"{w:.1f}" for w in worst))
+    print(f"{activation} C_W={cw} C_b={cb}, layers 2/3/4 (theory {t_theory:.1f} s, MC {t_mc:.1f} s): worst sigma "
+          + ", ".join(report))
