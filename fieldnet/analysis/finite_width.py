@@ -31,7 +31,7 @@ import sympy as sp
 from fieldnet.errors import DivergenceError, ParameterError, require
 from fieldnet.numeric.functions import numpy_function
 from fieldnet.numeric.kernels import kernels, validate_inputs
-from fieldnet.numeric.numpy_backend import _regularise_pair
+from fieldnet.numeric.numpy_backend import _regularise_pair, stable_forms
 from fieldnet.numeric.quadrature import batched_expectation
 from fieldnet.spec import DeepNetwork
 from fieldnet.symbolic import finite_width as fw
@@ -62,7 +62,7 @@ class _Lowered:
     def __init__(self, expr, label: str):
         mapping = {q: sp.Symbol(_name(q)) for q in expr.atoms(LayerQuantity)}
         mapping.update({k: sp.Symbol(v) for k, v in _PARAMS.items() if not isinstance(k, LayerQuantity)})
-        expr = expr.xreplace(mapping)
+        expr = stable_forms(expr.xreplace(mapping), ("K",))  # sqrt(K_aa K_bb - K_ab^2) in the form of arccos's rho
         if expr.has(sp.zoo, sp.oo, -sp.oo, sp.nan):
             raise DivergenceError(f"{label}: a Gaussian average in the 1/n recursion is infinite for this activation")
         nodes = expectation_nodes(expr)
@@ -276,7 +276,8 @@ def finite_width(network: DeepNetwork, X, *, ntk: bool = False) -> FiniteWidthRe
         J[off_pos, diag_pos[ib]] = np.where(dup, 0.0, prog.pair["J_bb"](s2, cache2))
         # the four-point vertex, in matrix form over pairs
         S = _four_point_source(prog, multisets, k, K0[l] - params["C_b"], params["C_W"])
-        V[l] = S + params["r"] * (J @ V[l - 1] @ J.T)
+        carried = J @ V[l - 1] @ J.T
+        V[l] = S + params["r"] * (carried + carried.T) / 2   # symmetric to the last bit
         # K1, and the NTK quantities
         new_k1 = np.empty((N, N))
         new_k1[np.arange(N), np.arange(N)] = prog.single["K1"](s1, cache1)
@@ -344,6 +345,8 @@ def _four_point_source(prog: _Program, ms: _Multisets, k: np.ndarray, two_point:
             for j, y in enumerate(letters[:len(pattern)]):
                 if i <= j:
                     state[f"K_{x}{y}"] = k[inputs[:, i], inputs[:, j]]
+        if len(pattern) == 2:  # closed forms of pairs: |K_ab| <= sqrt(K_aa K_bb) exactly (rounding can break it)
+            state["K_aa"], state["K_ab"], state["K_bb"] = _regularise_pair(state["K_aa"], state["K_ab"], state["K_bb"])
         values[rows] = prog.four[pattern](state, {})
     pa, pb = np.triu_indices(k.shape[0])
     tp = two_point[pa, pb]
