@@ -20,6 +20,9 @@ from fieldnet.symbolic.nodes import GaussianExpectation, LayerQuantity
 from fieldnet.symbolic.recursions import Recursion, mean_field_recursion
 from fieldnet.symbolic.solve import SingleInputSolution, solve_single_input
 from fieldnet.export.latex import latex, latex_document
+from fieldnet.symbolic.finite_width import finite_width_recursion, ntk_finite_width_recursion
+from fieldnet.symbolic.asymptotics import kstar_zero_asymptotics, scale_invariant_solution
+from fieldnet.analysis.finite_width import FiniteWidthResult, finite_width
 from fieldnet.analysis.criticality import (CriticalLine, SignalPropagation, critical_line, critical_weight_var,
                                            fixed_point_c, fixed_point_q, signal_propagation)
 from fieldnet.analysis.universality import UniversalityClass, universality_class
