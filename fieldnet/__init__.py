@@ -34,5 +34,6 @@ __all__ = [
     "kernels", "latex", "latex_document", "mean_field_recursion", "SingleInputSolution", "solve_single_input",
     "CriticalLine", "PartialJacobians", "SignalPropagation", "UniversalityClass", "critical_line",
     "critical_weight_var", "fixed_point_c", "fixed_point_q", "partial_jacobians", "signal_propagation",
-    "universality_class",
+    "universality_class", "FiniteWidthResult", "finite_width", "finite_width_recursion",
+    "ntk_finite_width_recursion", "kstar_zero_asymptotics", "scale_invariant_solution",
 ]
