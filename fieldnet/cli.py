@@ -6,6 +6,7 @@
     fieldnet latex --activation tanh --out tanh.tex
     fieldnet derivations [--out derivations] [--check]
     fieldnet finite-width --inputs X.npy --activation tanh --depth 3 --weight-var 1 --out FW.npz [--ntk]
+    fieldnet criticality --activation tanh [--weight-var 2.5] [--bias-var 0.1] [--json] [--plot FILE.png]
 
 Errors (missing file, wrong shape, NaN, negative variance, unknown activation) end the command
 with exit status 2 and one line on stderr, never a traceback.
@@ -196,8 +197,15 @@ def _cmd_criticality(args):
     from fieldnet.analysis.criticality import critical_weight_var, signal_propagation
     from fieldnet.analysis.universality import universality_class
 
-    if args.plot is not None and not Path(args.plot).parent.exists():
-        raise CliError(f"--plot: folder {Path(args.plot).parent} does not exist")
+    if args.plot is not None:
+        if not Path(args.plot).parent.exists():
+            raise CliError(f"--plot: folder {Path(args.plot).parent} does not exist")
+        from fieldnet.analysis.plots import require_matplotlib
+
+        try:
+            require_matplotlib()  # fail before printing any result
+        except FieldnetError as exc:
+            raise CliError(f"--{exc}") from None
     critical = None
     weight_var = args.weight_var
     if weight_var is None:  # the point of the critical line at this C_b
@@ -223,7 +231,7 @@ def _cmd_criticality(args):
     if args.plot is not None:
         from fieldnet.analysis.plots import criticality_figure
 
-        criticality_figure(args.activation, args.weight_var, args.bias_var, path=args.plot)
+        criticality_figure(args.activation, weight_var, args.bias_var, path=args.plot)
         print(f"wrote {args.plot}", file=sys.stderr if args.json else sys.stdout)
 
 

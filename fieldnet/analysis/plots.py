@@ -31,6 +31,11 @@ def _matplotlib():
     return Figure, FigureCanvasAgg
 
 
+def require_matplotlib() -> None:
+    """Raise ParameterError('plot: matplotlib is not installed ...') unless matplotlib imports."""
+    _matplotlib()
+
+
 def _axes(ax, size=(5.0, 4.0)):
     if ax is not None:
         return ax.figure, ax
@@ -57,7 +62,9 @@ def plot_phase_diagram(activation, weight_vars=(0.5, 4.0), bias_vars=(0.0, 1.0),
     mesh = ax.pcolormesh(cw, cb, np.ma.masked_invalid(log_chi), cmap="coolwarm", shading="auto",
                          norm=TwoSlopeNorm(0.0, low, high))
     ax.set_facecolor("0.8")  # where the variance map diverges
-    fig.colorbar(mesh, ax=ax, label=r"$\log\chi_1$,  $\chi_1 = C_W\langle\phi'^2\rangle_{q^*}$")
+    bar = fig.colorbar(mesh, ax=ax, label=r"$\log\chi_1$,  $\chi_1 = C_W\langle\phi'^2\rangle_{q^*}$")
+    ticks = np.unique(np.round(np.r_[np.linspace(low, 0, 4), np.linspace(0, high, 4)], 2))
+    bar.set_ticks(ticks[(ticks >= low) & (ticks <= high)])
     line = critical_line(activation, np.geomspace(1e-4, 64.0, 400))
     keep = line.physical & (line.weight_var <= weight_vars[1]) & (line.bias_var <= bias_vars[1])
     ax.plot(line.weight_var[keep], line.bias_var[keep], "k-", lw=2, label=r"critical line $\chi_1 = 1$")

@@ -70,7 +70,7 @@ class UniversalityClass:
                     f"{self.critical_weight_var}, C_b = 0 (chi_parallel = chi_perp = C_W A2 for all K)")
         if self.name == "K*=0":
             return (f"K*=0 class: a1 = {self.a1}, b1 = {self.b1}; critical at C_W = {self.critical_weight_var}, "
-                    f"C_b = 0; K^(l) ~ 1/({sp.simplify(-self.a1)} l), APJN ~ l^(-{self.zeta})")
+                    f"C_b = 0; K^(l) ~ {1 / (-self.a1 * sp.Symbol('l'))}, APJN ~ l^(-{self.zeta})")
         if self.name == "half-stable":
             return (f"phi(0) = 0 but a1 = {self.a1} > 0 (b1 = {self.b1}): K* = 0 at C_W = "
                     f"{self.critical_weight_var}, C_b = 0 is unstable from above, no usable K*=0 criticality")
