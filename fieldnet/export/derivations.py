@@ -6,10 +6,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fieldnet.export.latex import latex_document
+from fieldnet.export.latex import finite_width_document, latex_document
 
 STANDARD_ACTIVATIONS = ("linear", "relu", "leaky_relu", "abs", "step", "erf", "tanh", "sigmoid",
                         "sin", "cos", "gelu", "silu", "softplus")
+
+FINITE_WIDTH_ACTIVATIONS = (None, "relu", "tanh")  # the 1/n recursions (None: generic phi)
 
 
 def derivation_documents() -> dict:
@@ -17,6 +19,8 @@ def derivation_documents() -> dict:
     docs = {"deep_mean_field_generic.tex": latex_document(None)}
     for name in STANDARD_ACTIVATIONS:
         docs[f"deep_mean_field_{name}.tex"] = latex_document(name)
+    for name in FINITE_WIDTH_ACTIVATIONS:
+        docs[f"deep_finite_width_{name or 'generic'}.tex"] = finite_width_document(name)
     return docs
 
 
