@@ -23,8 +23,8 @@ from fieldnet.export.latex import latex, latex_document
 from fieldnet.symbolic.finite_width import finite_width_recursion, ntk_finite_width_recursion
 from fieldnet.symbolic.asymptotics import kstar_zero_asymptotics, scale_invariant_solution
 from fieldnet.analysis.finite_width import FiniteWidthResult, finite_width
-from fieldnet.analysis.criticality import (CriticalLine, SignalPropagation, critical_line, critical_weight_var,
-                                           fixed_point_c, fixed_point_q, signal_propagation)
+from fieldnet.analysis.criticality import (CriticalLine, SignalPropagation, critical_line, critical_point,
+                                           critical_weight_var, fixed_point_c, fixed_point_q, signal_propagation)
 from fieldnet.analysis.universality import UniversalityClass, universality_class
 from fieldnet.analysis.jacobians import PartialJacobians, partial_jacobians
 
@@ -32,7 +32,7 @@ __all__ = [
     "Activation", "ActivationError", "DeepNetwork", "DivergenceError", "FieldnetError", "GaussianExpectation",
     "KernelResult", "LayerQuantity", "ParameterError", "Recursion", "gaussian_expectation", "get_activation",
     "kernels", "latex", "latex_document", "mean_field_recursion", "SingleInputSolution", "solve_single_input",
-    "CriticalLine", "PartialJacobians", "SignalPropagation", "UniversalityClass", "critical_line",
+    "CriticalLine", "PartialJacobians", "SignalPropagation", "UniversalityClass", "critical_line", "critical_point",
     "critical_weight_var", "fixed_point_c", "fixed_point_q", "partial_jacobians", "signal_propagation",
     "universality_class", "FiniteWidthResult", "finite_width", "finite_width_recursion",
     "ntk_finite_width_recursion", "kstar_zero_asymptotics", "scale_invariant_solution",

@@ -194,7 +194,7 @@ def _cmd_demo(args):
 def _cmd_criticality(args):
     import json
 
-    from fieldnet.analysis.criticality import critical_weight_var, signal_propagation
+    from fieldnet.analysis.criticality import signal_propagation, signal_propagation_at_critical_line
     from fieldnet.analysis.universality import universality_class
 
     if args.plot is not None:
@@ -207,10 +207,12 @@ def _cmd_criticality(args):
         except FieldnetError as exc:
             raise CliError(f"--{exc}") from None
     critical = None
-    weight_var = args.weight_var
-    if weight_var is None:  # the point of the critical line at this C_b
-        critical = weight_var = critical_weight_var(args.activation, args.bias_var)
-    result = signal_propagation(args.activation, weight_var, args.bias_var)
+    if args.weight_var is None:  # the point of the critical line at this C_b
+        result = signal_propagation_at_critical_line(args.activation, args.bias_var)
+        critical = result.weight_var
+    else:
+        result = signal_propagation(args.activation, args.weight_var, args.bias_var)
+    weight_var = result.weight_var
     out = result.as_dict()
     if critical is not None:
         out["critical_weight_var"] = critical

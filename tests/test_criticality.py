@@ -15,8 +15,9 @@ import pytest
 import sympy as sp
 
 import fieldnet as fn
-from fieldnet.analysis.criticality import (CRITICAL_TOL, correlation_map, critical_line, critical_weight_var,
-                                           depth_scale, fixed_point_c, fixed_point_q, signal_propagation,
+from fieldnet.analysis.criticality import (CRITICAL_TOL, correlation_map, critical_line, critical_point,
+                                           critical_weight_var, depth_scale, fixed_point_c, fixed_point_q,
+                                           signal_propagation, signal_propagation_at_critical_line,
                                            susceptibilities, variance_map)
 from fieldnet.analysis.universality import equal_susceptibility_points, universality_class
 from fieldnet.cli import main
@@ -74,6 +75,12 @@ def test_half_stable_class_gelu_swish():
     assert swish.name == "half-stable" and swish.a1 == sp.Rational(3, 4) and swish.b1 == 1
 
 
+def test_marginal_class():
+    # phi = x + x^2/2 - x^3/8: phi1 = 1, phi2 = 1, phi3 = -3/4 -> a1 = -3/4 + 3/4 = 0, b1 = 1/4
+    uc = universality_class("x + x**2/2 - x**3/8")
+    assert uc.name == "marginal" and uc.a1 == 0 and uc.b1 == sp.Rational(1, 4) and uc.zeta is None
+
+
 @pytest.mark.parametrize("name", ["sigmoid", "softplus", "cos", "exp", "step", "x**2"])
 def test_no_criticality_class(name):
     uc = universality_class(name)
@@ -97,6 +104,17 @@ def test_equal_susceptibility_points_rdlt():
     res = signal_propagation("swish", cw, cb, q0=q)
     assert res.q_star == pytest.approx(q, rel=1e-8)
     assert res.chi_parallel == pytest.approx(1, abs=1e-8) and res.chi_perp == pytest.approx(1, abs=1e-10)
+
+
+def test_half_stable_critical_line_is_unstable_in_q():
+    # gelu at C_b = 0.1: on the critical line chi_perp = 1, but the fixed point q* repels (chi_par > 1,
+    # xi_q < 0), the half-stable behaviour of THEORY 3.2(c)
+    res = signal_propagation_at_critical_line("gelu", 0.1)
+    cw, q = critical_point("gelu", 0.1)
+    assert res.weight_var == cw and res.q_star == pytest.approx(q, rel=1e-12)
+    assert res.phase == "critical" and res.chi_parallel > 1 and res.xi_q < 0
+    with pytest.raises(DivergenceError, match="bias_var: the critical line of gelu reaches C_b = 0 only at q"):
+        signal_propagation_at_critical_line("gelu", 0.0)
 
 
 def test_critical_weight_var_closed_forms():
@@ -312,6 +330,7 @@ def test_cli_text(capsys):
     (["--activation", "relu", "--weight-var", "3"], "--weight-var: no fixed point"),
     (["--activation", "tanh", "--weight-var", "-1"], "--weight-var: must be > 0"),
     (["--activation", "relu", "--bias-var", "0.1"], "--bias-var: relu is scale-invariant"),
+    (["--activation", "gelu"], "--bias-var: the critical line of gelu reaches C_b = 0 only at q* -> 0"),
     (["--activation", "tanh", "--plot", "/no/such/folder/x.png"], "--plot: folder"),
 ])
 def test_cli_errors(capsys, argv, message):

@@ -300,17 +300,20 @@ def critical_line(activation, q_star) -> CriticalLine:
     return CriticalLine(avg.name, q, cw, q - cw * avg.second_moment(q))
 
 
-def critical_weight_var(activation, bias_var, q_range=(1e-8, 1e4)) -> float:
-    """The C_W of the critical line at the given C_b (the point with the smallest q* if several).
+def critical_point(activation, bias_var, q_range=(1e-8, 1e4)) -> tuple[float, float | None]:
+    """(C_W, q*) of the critical line at the given C_b (the point with the smallest q* if several).
 
-    C_b = 0 uses the exact limit q* -> 0 where it exists (scale-invariant: 1/A2; K* = 0 class:
-    1/phi'(0)^2). Raises :class:`ParameterError` when the line does not reach this C_b."""
+    C_b = 0 uses the exact limit q* -> 0 where it exists (K* = 0 and half-stable classes:
+    C_W = 1/phi'(0)^2, q* = 0) and the scale-invariant point C_W = 1/A2, where every q is a fixed
+    point (q* = None). Otherwise the root in q* of C_b(q*) = bias_var is searched on ``q_range``
+    (the numerically resolvable C_b is above ~1e-23 for tanh, whose line starts as C_b ~ 4 q*^3/3).
+    Raises :class:`ParameterError` when the line does not reach this C_b."""
     from fieldnet.analysis.universality import universality_class
 
     cb = _positive(bias_var, "bias_var", allow_zero=True)
     uc = universality_class(activation)
     if cb == 0.0 and uc.critical_weight_var is not None:
-        return float(uc.critical_weight_var)
+        return float(uc.critical_weight_var), (None if uc.name == "scale-invariant" else 0.0)
     if uc.name == "scale-invariant":
         raise ParameterError(
             f"bias_var: {uc.activation} is scale-invariant; its critical line is the single point "
@@ -328,7 +331,28 @@ def critical_weight_var(activation, bias_var, q_range=(1e-8, 1e4)) -> float:
     i = sign_change[0]
     h = (lambda q: float(critical_line(activation, [q]).bias_var[0]) - cb)
     q_star = brentq(h, grid[i], grid[i + 1], xtol=1e-14, rtol=1e-15)
-    return float(critical_line(activation, [q_star]).weight_var[0])
+    return float(critical_line(activation, [q_star]).weight_var[0]), float(q_star)
+
+
+def critical_weight_var(activation, bias_var, q_range=(1e-8, 1e4)) -> float:
+    """The C_W of the critical line at the given C_b (see :func:`critical_point`)."""
+    return critical_point(activation, bias_var, q_range)[0]
+
+
+def signal_propagation_at_critical_line(activation, bias_var) -> SignalPropagation:
+    """:func:`signal_propagation` at the point of the critical line at this C_b, started from its q*.
+
+    Raises :class:`DivergenceError` for the half-stable class at C_b = 0 (GELU, SWISH): there the
+    critical fixed point is q* = 0, which repels (a1 > 0), and the variance map runs away from it."""
+    from fieldnet.analysis.universality import universality_class
+
+    cw, q_star = critical_point(activation, bias_var)
+    if q_star == 0.0 and universality_class(activation).name == "half-stable":
+        uc = universality_class(activation)
+        raise DivergenceError(
+            f"bias_var: the critical line of {uc.activation} reaches C_b = 0 only at q* -> 0 (C_W = "
+            f"{uc.critical_weight_var}), a fixed point that repels since a1 = {uc.a1} > 0; choose C_b > 0")
+    return signal_propagation(activation, cw, bias_var, q0=q_star or 1.0)
 
 
 def chi_perp_grid(activation, weight_vars, bias_vars, q0=1.0):
