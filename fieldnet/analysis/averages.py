@@ -87,6 +87,7 @@ class ActivationAverages:
         self._phi = phi
         self._dphi = sp.diff(phi, _z)
         self._closed: dict = {}
+        self._zero: dict = {}
         self._taylor = _taylor_at_zero(phi)
 
     @property
@@ -205,6 +206,11 @@ class ActivationAverages:
         return out.reshape(shape)
 
     def _limit_at_zero(self, key):
+        if key not in self._zero:
+            self._zero[key] = self._compute_limit_at_zero(key)
+        return self._zero[key]
+
+    def _compute_limit_at_zero(self, key):
         closed = self.closed_form(key)
         if closed is not None:
             value = sp.limit(closed, Q, 0, "+")

@@ -31,6 +31,7 @@ changes like e^{-l/xi}, xi = 1/|log chi_J*|.
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 
 import numpy as np
@@ -79,8 +80,10 @@ def partial_jacobians(activation, weight_var, bias_var, depth, first_variance=1.
     cw = _positive(weight_var, "weight_var")
     cb = _positive(bias_var, "bias_var", allow_zero=True)
     k1 = _positive(first_variance, "first_variance")
-    require(isinstance(depth, int) and depth >= 1, "depth", f"must be an integer >= 1, got {depth!r}")
-    require(isinstance(l0, int) and 1 <= l0 <= depth + 1, "l0", f"must be an integer in [1, {depth + 1}], got {l0!r}")
+    require(isinstance(depth, numbers.Integral) and depth >= 1, "depth", f"must be an integer >= 1, got {depth!r}")
+    require(isinstance(l0, numbers.Integral) and 1 <= l0 <= depth + 1, "l0",
+            f"must be an integer in [1, {depth + 1}], got {l0!r}")
+    depth, l0 = int(depth), int(l0)
     require(layernorm in LAYERNORMS, "layernorm", f"must be one of {LAYERNORMS}, got {layernorm!r}")
     mu = float(residual)
     require(math.isfinite(mu), "residual", f"must be finite, got {residual!r}")
