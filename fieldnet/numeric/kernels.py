@@ -4,8 +4,10 @@
     result.nngp[l - 1]                # K^(l), shape (N, N), l = 1 .. L+1
     result.ntk[l - 1]                 # Theta^(l)
 
-One interface, :class:`Backend`, evaluates the recursion; the reference backend is numpy
-(:class:`fieldnet.numeric.numpy_backend.NumpyBackend`). A backend receives the normalised Gram
+One interface, :class:`Backend`, evaluates the recursion. The default is the lowered numba path
+(:class:`fieldnet.numeric.numba_backend.NumbaBackend`: generated, compiled and cached kernels);
+the numpy reference path (:class:`fieldnet.numeric.numpy_backend.NumpyBackend`) stays available
+and is what the numba path falls back to when an expression cannot be lowered. A backend receives the normalised Gram
 matrix x_a . x_b / n_0 and the per-layer parameters and returns every layer's kernels.
 """
 
@@ -46,10 +48,11 @@ class KernelResult:
         return self.nngp[l - 1], None if self.ntk is None else self.ntk[l - 1]
 
     def save(self, path) -> None:
-        """Write ``nngp`` and ``ntk`` (float64; ``ntk`` only if computed) to an ``.npz`` file."""
-        arrays = {"nngp": np.asarray(self.nngp, dtype=np.float64)}
+        """Write ``nngp`` and ``ntk`` (``ntk`` only if computed) to an ``.npz`` file, in the
+        result's dtype (float64 unless computed with ``dtype=float32``)."""
+        arrays = {"nngp": np.asarray(self.nngp)}
         if self.ntk is not None:
-            arrays["ntk"] = np.asarray(self.ntk, dtype=np.float64)
+            arrays["ntk"] = np.asarray(self.ntk)
         np.savez(path, **arrays)
 
 
@@ -79,14 +82,15 @@ def numeric_layer_params(network: DeepNetwork, input_dim: int) -> list[dict]:
 
 
 def kernels(network: DeepNetwork, X, *, backend: Backend | None = None, last_only: bool = False,
-            ntk: bool = True) -> KernelResult:
+            ntk: bool = True, dtype=np.float64) -> KernelResult:
     """NNGP kernel K^(l) and NTK Theta^(l) for every layer l = 1 .. L+1 on inputs X (N, n_0).
 
     ``last_only`` keeps only the output layer (arrays (N, N)); ``ntk=False`` skips the NTK (for
     activations whose NTK diverges, such as the step function). The NTK is scaled by the
-    network's learning rate eta (it is linear in eta).
+    network's learning rate eta (it is linear in eta). ``dtype=numpy.float32`` returns float32
+    arrays (half the memory; the recursion itself always runs in float64).
     """
-    from fieldnet.numeric.numpy_backend import NumpyBackend
+    from fieldnet.numeric.numba_backend import NumbaBackend
 
     if not isinstance(network, DeepNetwork):
         raise ParameterError(f"network: expected a DeepNetwork, got {type(network).__name__}")
@@ -94,9 +98,13 @@ def kernels(network: DeepNetwork, X, *, backend: Backend | None = None, last_onl
     if network.parameterization == "standard" and ntk:
         network.ntk_rates(X.shape[1])  # raises a clear error if widths are missing
     gram = X @ X.T / X.shape[1]
-    backend = backend or NumpyBackend()
+    if np.dtype(dtype) not in (np.dtype(np.float64), np.dtype(np.float32)):
+        raise ParameterError(f"dtype: must be float64 or float32, got {dtype!r}")
+    backend = backend or NumbaBackend()
     quantities = ("K", "Theta") if ntk else ("K",)
     out = backend.run(network, gram, numeric_layer_params(network, X.shape[1]), last_only=last_only,
                       quantities=quantities)
-    theta = network.learning_rate * out["Theta"] if ntk else None
-    return KernelResult(network, out["K"], theta, last_only)
+    nngp = np.asarray(out["K"], dtype=dtype)
+    theta = (network.learning_rate * np.asarray(out["Theta"], dtype=np.float64)).astype(dtype, copy=False) \
+        if ntk else None
+    return KernelResult(network, nngp, theta, last_only)
