@@ -3,6 +3,7 @@
     fieldnet demo
     fieldnet kernel --inputs X.npy --activation relu --depth 3 --weight-var 2 --bias-var 0 --out K.npz
     fieldnet derive --activation erf [--latex]
+    fieldnet lower --activation tanh              (the generated numba source)
     fieldnet latex --activation tanh --out tanh.tex
     fieldnet derivations [--out derivations] [--check]
     fieldnet finite-width --inputs X.npy --activation tanh --depth 3 --weight-var 1 --out FW.npz [--ntk]
@@ -75,11 +76,16 @@ def build_parser() -> argparse.ArgumentParser:
     _add_network_args(p)
     p.add_argument("--last-only", action="store_true", help="keep only the output layer: arrays of shape (N, N)")
     p.add_argument("--nngp-only", action="store_true", help="skip the NTK (e.g. step, whose NTK diverges)")
+    p.add_argument("--float32", action="store_true", help="store float32 arrays (the recursion runs in float64)")
     p.add_argument("--out", required=True, help="OUT.npz with float64 'nngp' and 'ntk', shape (L+1, N, N)")
 
     p = sub.add_parser("derive", help="print the derived recursions")
     _add_network_args(p, need_depth=False)
     p.add_argument("--latex", action="store_true", help="print LaTeX instead of text")
+
+    p = sub.add_parser("lower", help="print the generated numba source of the mean-field recursion")
+    _add_network_args(p, need_depth=False)
+    p.add_argument("--nngp-only", action="store_true", help="lower K alone (no NTK)")
 
     p = sub.add_parser("latex", help="write a standalone LaTeX document of the derivation")
     _add_network_args(p, need_depth=False)
@@ -133,10 +139,17 @@ def _cmd_kernel(args):
     out = Path(args.out)
     if not out.parent.exists():
         raise CliError(f"--out: folder {out.parent} does not exist")
-    result = kernels(net, X, last_only=args.last_only, ntk=not args.nngp_only)
+    dtype = np.float32 if args.float32 else np.float64
+    result = kernels(net, X, last_only=args.last_only, ntk=not args.nngp_only, dtype=dtype)
     result.save(out)
     what = "nngp" if args.nngp_only else "nngp and ntk"
-    print(f"wrote {out}: {what}, float64, shape {result.nngp.shape} ({net.describe()})")
+    print(f"wrote {out}: {what}, {np.dtype(dtype).name}, shape {result.nngp.shape} ({net.describe()})")
+
+
+def _cmd_lower(args):
+    from fieldnet.numeric.lowering import lowered_source
+
+    print(lowered_source(args.activation, args.parameterization, ("K",) if args.nngp_only else ("K", "Theta")))
 
 
 def _cmd_derive(args):
@@ -252,7 +265,7 @@ def _cmd_finite_width(args):
           "E[z_a z_b] = K0 + K1/n_{l-1}, connected 4-pt = (V + 2 perms)/n_{l-1}")
 
 
-COMMANDS = {"kernel": _cmd_kernel, "derive": _cmd_derive, "latex": _cmd_latex,
+COMMANDS = {"kernel": _cmd_kernel, "lower": _cmd_lower, "derive": _cmd_derive, "latex": _cmd_latex,
             "derivations": _cmd_derivations, "demo": _cmd_demo, "criticality": _cmd_criticality}
 COMMANDS["finite-width"] = _cmd_finite_width
 

@@ -242,7 +242,8 @@ def generate_source(rec, quantities: tuple, rho_series: float = 0.9) -> str:
         out.append(f"BREAKS_PA{m} = {_array_literal(breakpoints(integrand, _ZA))}\n")
         out.append(f"BREAKS_PB{m} = {_array_literal(breakpoints(integrand, _ZB))}\n")
         out.append(_AVERAGE_2D.format(m=m))
-    out.append(_series_dispatch(len(prog.pair_nodes)))
+    if prog.pair_nodes:
+        out.append(_series_dispatch(len(prog.pair_nodes)))
     for first in (True, False):
         for kind, diagonal in (("diag", True), ("pairs", False)):
             out.append(_driver(kind, first, quantities, bodies[(first, diagonal)], len(prog.factors)))
@@ -264,7 +265,7 @@ def _series_dispatch(n_pair: int) -> str:
             "                               tol * math.sqrt(energy_a * energy_b) + 1e-300)\n"
             "        if ok:\n"
             "            return value\n"
-            + (cases or "    pass\n") + "    return math.nan\n")
+            + cases + "    return math.nan\n")
 
 
 _TABLES = '''
