@@ -42,7 +42,7 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from fieldnet.numeric.integrators import RADIUS, panel_rule, scaled_breaks
+from fieldnet.numeric.integrators import RADIUS, graded_breaks, panel_rule, scaled_breaks
 
 {integrand}
 
@@ -105,7 +105,10 @@ def _panel_2d(va, vab, vb, tol):
     s = math.sqrt((1.0 - rho) * (1.0 + rho))
     bx = scaled_breaks(BREAKS_0, sa, 0.0)
     if sb * abs(rho) > 0.0:
-        bx = np.concatenate((bx, scaled_breaks(BREAKS_1, sb * rho, 0.0)))
+        kinks_b = scaled_breaks(BREAKS_1, sb * rho, 0.0)
+        bx = np.concatenate((bx, kinks_b))
+        if s > 0.0 and kinks_b.size > 0:
+            bx = np.concatenate((bx, graded_breaks(kinks_b, s / abs(rho))))
     previous = math.nan
     w_z = 2.0
     total = 0.0

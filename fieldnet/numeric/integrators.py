@@ -211,3 +211,19 @@ def hermite_tables(values, xs, ws, offsets, n_coef, alpha, tails, energy):
         lo, hi = offsets[a], offsets[a + 1]
         energy[a] = hermite_project(values[lo:hi], xs[lo:hi], ws[lo:hi], n_coef, alpha[a])
         tail_energies(alpha[a], energy[a], tails[a])
+
+
+@njit(cache=True)
+def graded_breaks(points, width):
+    """Panel edges at points +- width 2^j (j = -3 .. 8): the z_b kinks seen from the outer axis of a
+    2-D rule are smoothed over ``width`` = sqrt(1 - rho^2)/|rho|, so near-parallel pairs need
+    panels graded down to that scale to keep exponential convergence."""
+    out = np.empty(points.size * 24)
+    m = 0
+    for p in points:
+        for j in range(-3, 9):
+            d = width * 2.0 ** j
+            out[m] = p - d
+            out[m + 1] = p + d
+            m += 2
+    return out[:m]

@@ -49,7 +49,8 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from fieldnet.numeric.integrators import RADIUS, mehler_sum, pair_index, panel_rule, regularise_pair, scaled_breaks
+from fieldnet.numeric.integrators import (RADIUS, graded_breaks, mehler_sum, pair_index, panel_rule, regularise_pair,
+                                          scaled_breaks)
 
 RHO_SERIES = {rho_series!r}  # pairs with |rho| above this go straight to the panel rule
 """
@@ -316,7 +317,10 @@ def average_p{m}(va, vab, vb, tol):
     s = math.sqrt((1.0 - rho) * (1.0 + rho))
     bx = scaled_breaks(BREAKS_PA{m}, sa, 0.0)
     if sb * abs(rho) > 0.0:
-        bx = np.concatenate((bx, scaled_breaks(BREAKS_PB{m}, sb * rho, 0.0)))
+        kinks_b = scaled_breaks(BREAKS_PB{m}, sb * rho, 0.0)
+        bx = np.concatenate((bx, kinks_b))
+        if s > 0.0 and kinks_b.size > 0:
+            bx = np.concatenate((bx, graded_breaks(kinks_b, s / abs(rho))))
     previous = math.nan
     w_z = 2.0
     total = 0.0
