@@ -7,8 +7,8 @@ E_{z ~ N(0, covs[p])} expr(z) for every p. The integrand is printed to numba sou
 lowered recursions). After the change of variables z = L x, L L^T = Sigma (an eigen-factor, so
 singular covariances are fine):
 
-* k = 1, 2: the panel rules of the lowered recursions (Gauss–Legendre panels split at the
-  integrand's breakpoints), accurate to ~``tol`` for kinked integrands too;
+* k = 1, 2: the panel rules of the lowered recursions (the same templates: Gauss–Legendre
+  panels split at the integrand's breakpoints), accurate to ~``tol`` for kinked integrands too;
 * k >= 3: tensor-product Gauss–Hermite, the number of nodes per axis raised (8, 12, 16, 24, 32,
   48 ...) until two successive rules agree to ``tol`` relative to E|f|, only for the
   covariances not yet converged. Gauss–Hermite converges exponentially for smooth integrands
@@ -29,7 +29,8 @@ import sympy as sp
 from fieldnet.errors import ParameterError
 from fieldnet.numeric.codegen import breakpoints, function_source
 from fieldnet.numeric.integrators import cholesky_factors, gauss_hermite_rule
-from fieldnet.numeric.lowering import _generator_fingerprint, _import, cache_dir
+from fieldnet.numeric.lowering import (_AVERAGE_1D, _AVERAGE_2D, _array_literal, _generator_fingerprint, _import,
+                                       cache_dir)
 from fieldnet.numeric.quadrature import QuadratureWarning
 
 NODE_SCHEDULE = {3: (8, 12, 16, 24, 32), 4: (6, 8, 12, 16, 20, 24)}
@@ -42,7 +43,7 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from fieldnet.numeric.integrators import RADIUS, graded_breaks, panel_rule, scaled_breaks
+from fieldnet.numeric.integrators import RADIUS, graded_breaks, panel_rule, scaled_breaks  # noqa: F401 (template)
 
 {integrand}
 
@@ -64,82 +65,12 @@ def hermite_batch(chol, nodes, weights, out, scale):
         scale[p] = absolute
 '''
 
-_PANEL_1D = '''
-
-@njit(cache=True)
-def _panel_1d(v, tol):
-    sigma = math.sqrt(max(v, 0.0))
-    breaks = scaled_breaks(BREAKS_0, sigma, 0.0)
-    previous = math.nan
-    w_z = 2.0
-    total = 0.0
-    for it in range(8):
-        nodes, weights = panel_rule(sigma, w_z, RADIUS, breaks, 3.0)
-        total = 0.0
-        scale = 0.0
-        for j in range(nodes.size):
-            f = integrand(sigma * nodes[j])
-            total += weights[j] * f
-            scale += weights[j] * abs(f)
-        if abs(total - previous) <= math.sqrt(tol) * scale:
-            return total, True
-        previous = total
-        w_z *= 0.5
-    return total, False
-
+_PANEL_BATCH = '''
 
 @njit(cache=True, parallel=True)
-def panel_batch(covs, tol, out, ok):
+def panel_batch(covs, tol, out):
     for p in prange(covs.shape[0]):
-        out[p], ok[p] = _panel_1d(covs[p, 0, 0], tol)
-'''
-
-_PANEL_2D = '''
-
-@njit(cache=True)
-def _panel_2d(va, vab, vb, tol):
-    sa = math.sqrt(max(va, 0.0))
-    sb = math.sqrt(max(vb, 0.0))
-    rho = vab / (sa * sb) if sa > 0.0 and sb > 0.0 else 0.0
-    rho = min(1.0, max(-1.0, rho))
-    s = math.sqrt((1.0 - rho) * (1.0 + rho))
-    bx = scaled_breaks(BREAKS_0, sa, 0.0)
-    if sb * abs(rho) > 0.0:
-        kinks_b = scaled_breaks(BREAKS_1, sb * rho, 0.0)
-        bx = np.concatenate((bx, kinks_b))
-        if s > 0.0 and kinks_b.size > 0:
-            bx = np.concatenate((bx, graded_breaks(kinks_b, s / abs(rho))))
-    previous = math.nan
-    w_z = 2.0
-    total = 0.0
-    for it in range(7):
-        xs, wx = panel_rule(max(sa, sb * abs(rho)), w_z, RADIUS, bx, 3.0)
-        total = 0.0
-        scale = 0.0
-        for i in range(xs.size):
-            za = sa * xs[i]
-            mean_b = sb * rho * xs[i]
-            if sb * s == 0.0:
-                f = integrand(za, mean_b)
-                total += wx[i] * f
-                scale += wx[i] * abs(f)
-                continue
-            ys, wy = panel_rule(sb * s, w_z, RADIUS, scaled_breaks(BREAKS_1, sb * s, mean_b), 3.0)
-            for j in range(ys.size):
-                f = integrand(za, mean_b + sb * s * ys[j])
-                total += wx[i] * wy[j] * f
-                scale += wx[i] * wy[j] * abs(f)
-        if abs(total - previous) <= math.sqrt(tol) * scale:
-            return total, True
-        previous = total
-        w_z *= 0.5
-    return total, False
-
-
-@njit(cache=True, parallel=True)
-def panel_batch(covs, tol, out, ok):
-    for p in prange(covs.shape[0]):
-        out[p], ok[p] = _panel_2d(covs[p, 0, 0], covs[p, 0, 1], covs[p, 1, 1], tol)
+        out[p] = {call}
 '''
 
 
@@ -156,14 +87,15 @@ def expectation_source(expr, variables) -> str:
         for i, z in enumerate(plain))
     text = _TEMPLATE.format(expr=expr, k=k, integrand=function_source("integrand", plain, body),
                             breaks="", unpack=unpack, args=", ".join(map(str, plain)))
-    if k <= 2:
-        for i, z in enumerate(plain):
-            try:
-                points = breakpoints(body, z)
-            except Exception:
-                points = []
-            text += f"\nBREAKS_{i} = np.array({[float(t) for t in points]!r} + [0.0])[:{len(points)}]\n"
-        text += _PANEL_1D if k == 1 else _PANEL_2D
+    if k <= 2:  # the lowered recursions' panel rules, for integrand number 0
+        names = ("BREAKS_D0",) if k == 1 else ("BREAKS_PA0", "BREAKS_PB0")
+        for name, z in zip(names, plain):
+            text += f"\n{name} = {_array_literal(breakpoints(body, z))}\n"
+        text += f"\nintegrand_{'d' if k == 1 else 'p'}0 = integrand\n"
+        text += (_AVERAGE_1D if k == 1 else _AVERAGE_2D).format(m=0)
+        call = "average_d0(covs[p, 0, 0], tol)" if k == 1 else \
+            "average_p0(covs[p, 0, 0], covs[p, 0, 1], covs[p, 1, 1], tol)"
+        text += _PANEL_BATCH.format(call=call)
     return text
 
 
@@ -193,11 +125,7 @@ def gaussian_expectations(expr, variables, covs, tol: float = 1e-12, schedule=No
     module = _module(sp.sympify(expr), variables)
     out = np.empty(covs.shape[0])
     if k <= 2:
-        ok = np.zeros(covs.shape[0], dtype=np.bool_)
-        module.panel_batch(covs, tol, out, ok)
-        if not ok.all():
-            warnings.warn(f"{int((~ok).sum())} Gaussian averages of {expr} did not converge to {tol:g}",
-                          QuadratureWarning, stacklevel=2)
+        module.panel_batch(covs, tol, out)
         return out
     chol = cholesky_factors(covs)
     todo = np.arange(covs.shape[0])

@@ -27,7 +27,6 @@ import math
 
 import numpy as np
 from numba import njit, prange
-from scipy.special import roots_hermitenorm
 
 GL_X, GL_W = np.polynomial.legendre.leggauss(16)
 RADIUS = 9.0           # whitened half-width for averages: density e^{-81/2} ~ 2.6e-18
@@ -158,13 +157,10 @@ def pair_index(p, n):
 
 def gauss_hermite_rule(k: int, n: int):
     """Tensor-product probabilists' Gauss–Hermite rule in k dimensions, weights summing to 1;
-    nodes with weight below 1e-18 of the largest are dropped."""
-    x, w = roots_hermitenorm(n)
-    w = w / w.sum()
-    grids = np.meshgrid(*([x] * k), indexing="ij")
-    wgrid = np.meshgrid(*([w] * k), indexing="ij")
-    nodes = np.stack([g.ravel() for g in grids], axis=1)
-    weights = np.prod(np.stack([g.ravel() for g in wgrid], axis=1), axis=1)
+    nodes with weight below 1e-18 of the largest dropped."""
+    from fieldnet.numeric.quadrature import gauss_hermite
+
+    nodes, weights = gauss_hermite(k, n)
     keep = weights >= 1e-18 * weights.max()
     return np.ascontiguousarray(nodes[keep]), np.ascontiguousarray(weights[keep] / weights[keep].sum())
 
