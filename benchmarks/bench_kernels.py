@@ -7,7 +7,7 @@
 neural-tangents runs in its own virtual environment (``benchmarks/setup_nt_env.sh``; the
 interpreter is ``$NT_VENV/bin/python``, default ``benchmarks/.venv-nt``), through
 ``benchmarks/nt_kernels.py``; fieldnet runs in this interpreter. Every measurement is a fresh
-subprocess, so peak memory (``ru_maxrss``) belongs to one tool and one configuration.
+subprocess, so peak memory (VmHWM, see :func:`peak_rss_mib`) belongs to one tool and one configuration.
 
 What is measured, per (activation, depth L, N), on the same seeded inputs (N x 64 normals; the
 first N rows of one 4000 x 64 draw):
@@ -21,7 +21,7 @@ first N rows of one 4000 x 64 draw):
   second fresh process reusing both caches: seconds from launching the interpreter until the
   kernel computation can start (``import fieldnet`` plus a two-input call that loads the compiled
   module) and until the first result;
-* peak RSS of each tool's process;
+* peak RSS of each tool's process (whole process: interpreter, imports, inputs, result);
 * each tool's maximum relative error against an mpmath reference (30 digits,
   ``benchmarks/reference.py``) on a sample of entries: the off-diagonal entries of sampled pairs
   (a, b) and the diagonals (a, a), (b, b), NNGP and NTK separately;
@@ -69,7 +69,19 @@ NT_ROWS = 200           # rows computed by neural-tangents when a full run is to
 TINY = 2                # inputs of the call that loads (or compiles) the numba module
 
 
-def maxrss_mib() -> float:
+def peak_rss_mib() -> float:
+    """Peak resident set size of this process so far, MiB: VmHWM from /proc/self/status.
+
+    Not ``ru_maxrss``: on Linux a child started by fork/vfork + exec inherits its parent's peak
+    in ``ru_maxrss`` (a driver holding 600 MB makes every worker report >= 600 MB); VmHWM
+    belongs to the process's own address space. ``ru_maxrss`` is the fallback elsewhere."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
@@ -85,7 +97,7 @@ def fieldnet_worker(args) -> int:
     import fieldnet as fn
 
     t_import = time.perf_counter() - T_START
-    rss_import = maxrss_mib()
+    rss_import = peak_rss_mib()
     X = np.load(args.inputs)
     net = fn.DeepNetwork(depth=args.depth, activation=args.activation, weight_var=args.weight_var,
                          bias_var=args.bias_var)
@@ -116,8 +128,8 @@ def fieldnet_worker(args) -> int:
         "warm_s": warm,
         "warm_median_s": statistics.median(warm) if warm else None,
         "cpu_s_per_call": cpu / (1 + len(warm)),
-        "maxrss_after_import_mib": rss_import,
-        "maxrss_mib": maxrss_mib(),
+        "peak_rss_after_import_mib": rss_import,
+        "peak_rss_mib": peak_rss_mib(),
         "nonfinite": {"nngp": int(nngp.size - np.count_nonzero(np.isfinite(nngp))),
                       "ntk": int(ntk.size - np.count_nonzero(np.isfinite(ntk)))},
         "symmetry_defect": {"nngp": float(np.max(np.abs(nngp - nngp.T))), "ntk": float(np.max(np.abs(ntk - ntk.T)))},
@@ -266,13 +278,16 @@ def versions():
 
 
 def fmt(v, digits=3):
+    """Times and ratios: 3 significant digits, no exponent."""
     if v is None:
         return "—"
-    if isinstance(v, str):
-        return v
-    if v != 0 and (abs(v) < 1e-3 or abs(v) >= 1e5):
-        return f"{v:.1e}"
+    if abs(v) >= 10 ** digits:
+        return f"{v:.0f}"
     return f"{v:.{digits}g}"
+
+
+def fmt_err(v):
+    return "—" if v is None else f"{v:.1e}"
 
 
 def markdown(results) -> str:
@@ -287,11 +302,11 @@ def markdown(results) -> str:
         if nt:
             dagger = "†" if nt.get("work_fraction", 1.0) < 1.0 else ""
             cells += [fmt(nt["warm_median_scaled_s"]) + dagger, fmt(r["ratio"]),
-                      f"{f['maxrss_mib']:.0f} / {nt['maxrss_mib']:.0f}{dagger}"]
+                      f"{f['peak_rss_mib']:.0f} / {nt['peak_rss_mib']:.0f}{dagger}"]
         else:
-            cells += ["—", "—", f"{f['maxrss_mib']:.0f} / —"]
-        cells.append(f"{fmt(acc_f['nngp']['max_rel_err'], 2)} / {fmt(acc_f['ntk']['max_rel_err'], 2)}")
-        cells.append(f"{fmt(acc_n['nngp']['max_rel_err'], 2)} / {fmt(acc_n['ntk']['max_rel_err'], 2)}"
+            cells += ["—", "—", f"{f['peak_rss_mib']:.0f} / —"]
+        cells.append(f"{fmt_err(acc_f['nngp']['max_rel_err'])} / {fmt_err(acc_f['ntk']['max_rel_err'])}")
+        cells.append(f"{fmt_err(acc_n['nngp']['max_rel_err'])} / {fmt_err(acc_n['ntk']['max_rel_err'])}"
                      if acc_n else "—")
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
@@ -329,6 +344,7 @@ def main(argv=None) -> int:
     ap.add_argument("--reference-cache", default=os.path.join(HERE, "reference_cache.json"))
     ap.add_argument("--out", default=os.path.join(HERE, "results.json"))
     ap.add_argument("--md", default=os.path.join(HERE, "results.md"))
+    ap.add_argument("--render", action="store_true", help="only rewrite --md (and print it) from the --out JSON")
     # worker mode (internal)
     ap.add_argument("--worker", choices=["fieldnet"], help=argparse.SUPPRESS)
     ap.add_argument("--inputs", help=argparse.SUPPRESS)
@@ -341,6 +357,13 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     if args.worker == "fieldnet":
         return fieldnet_worker(args)
+    if args.render:
+        with open(args.out) as fh:
+            results = json.load(fh)
+        with open(args.md, "w") as fh:
+            fh.write(_md_header(results) + markdown(results))
+        print(markdown(results))
+        return 0
 
     sizes = [1000] if args.quick else sorted(int(s) for s in args.sizes.split(","))
     depths = [3] if args.quick else sorted(int(s) for s in args.depths.split(","))
@@ -419,7 +442,7 @@ def main(argv=None) -> int:
                 run = {"activation": act, "depth": depth, "n": n, "weight_var": cw, "bias_var": cb, "fieldnet": f,
                        "accuracy": {"fieldnet": compare(f_dir, idx, ref)}}
                 msg = (f"[{label}] fieldnet warm {f['warm_median_s']:.3f} s (ready after "
-                       f"{f['ready_after_launch_s']:.2f} s, {f['maxrss_mib']:.0f} MiB)")
+                       f"{f['ready_after_launch_s']:.2f} s, {f['peak_rss_mib']:.0f} MiB)")
                 if nt_python:
                     nt_dir = os.path.join(workdir, f"nt-{act}-{depth}-{n}")
                     cmd = [nt_python, os.path.join(HERE, "nt_kernels.py"), "--inputs", inputs[n]] + common + [
@@ -435,7 +458,7 @@ def main(argv=None) -> int:
                     shutil.rmtree(nt_dir, ignore_errors=True)
                     msg += (f"; NT warm {nt['warm_median_scaled_s']:.3f} s"
                             f"{' (scaled from %d rows)' % nt['rows'] if nt['work_fraction'] < 1 else ''}, "
-                            f"{nt['maxrss_mib']:.0f} MiB; NT/fieldnet {run['ratio']:.2f}")
+                            f"{nt['peak_rss_mib']:.0f} MiB; NT/fieldnet {run['ratio']:.2f}")
                 shutil.rmtree(f_dir, ignore_errors=True)
                 a = run["accuracy"]
                 msg += (f"; max rel. err fieldnet {a['fieldnet']['nngp']['max_rel_err']:.1e} / "
