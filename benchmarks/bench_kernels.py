@@ -47,7 +47,6 @@ import argparse  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
 import platform  # noqa: E402
-import resource  # noqa: E402
 import shutil  # noqa: E402
 import statistics  # noqa: E402
 import subprocess  # noqa: E402
@@ -55,6 +54,8 @@ import sys  # noqa: E402
 import tempfile  # noqa: E402
 
 import numpy as np  # noqa: E402
+
+from measure import cpu_seconds, peak_rss_mib  # noqa: E402 (benchmarks/ is the script's folder)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
@@ -67,27 +68,6 @@ SAMPLE_PAIRS = {"relu": 16, "erf": 16, "tanh": 10}
 SAMPLE_RANGE = 200      # sampled inputs come from the first 200 rows (inside NT's row slice)
 NT_ROWS = 200           # rows computed by neural-tangents when a full run is too expensive
 TINY = 2                # inputs of the call that loads (or compiles) the numba module
-
-
-def peak_rss_mib() -> float:
-    """Peak resident set size of this process so far, MiB: VmHWM from /proc/self/status.
-
-    Not ``ru_maxrss``: on Linux a child started by fork/vfork + exec inherits its parent's peak
-    in ``ru_maxrss`` (a driver holding 600 MB makes every worker report >= 600 MB); VmHWM
-    belongs to the process's own address space. ``ru_maxrss`` is the fallback elsewhere."""
-    try:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024.0
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-
-
-def cpu_seconds() -> float:
-    ru = resource.getrusage(resource.RUSAGE_SELF)
-    return ru.ru_utime + ru.ru_stime
 
 
 # ---------------------------------------------------------------------------------------------

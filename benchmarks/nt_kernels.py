@@ -35,38 +35,18 @@ import argparse
 import json
 import math
 import os
-import resource
 import statistics
 import sys
 import time
 import warnings
+
+from measure import cpu_seconds, peak_rss_mib  # noqa: E402 (benchmarks/ is the script's folder)
 
 T_START = time.perf_counter()
 
 NT_VERSION = "0.6.5"
 ACTIVATIONS = ("relu", "erf", "tanh")
 GH_DEGREE = 25
-
-
-def peak_rss_mib() -> float:
-    """Peak resident set size of this process so far, MiB: VmHWM from /proc/self/status.
-
-    Not ``ru_maxrss``: on Linux a child started by fork/vfork + exec inherits its parent's peak
-    in ``ru_maxrss`` (a driver holding 600 MB makes every worker report >= 600 MB); VmHWM
-    belongs to the process's own address space. ``ru_maxrss`` is the fallback elsewhere."""
-    try:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024.0
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-
-
-def cpu_seconds() -> float:
-    ru = resource.getrusage(resource.RUSAGE_SELF)
-    return ru.ru_utime + ru.ru_stime
 
 
 def auto_batch_size(n: int, cap: int = 200) -> int:
