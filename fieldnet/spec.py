@@ -144,3 +144,76 @@ class DeepNetwork:
         return (f"deep network: depth L = {self.depth} (preactivations z^(1)..z^({self.depth + 1})), "
                 f"activation {self.activation.name}, C_W = {cw}, C_b = {cb}, "
                 f"{self.parameterization} parameterization")
+
+
+ARCHITECTURES = ("recurrent", "deep")
+INPUT_MODES = ("first", "every")
+
+
+@dataclass(frozen=True)
+class RecurrentNetwork:
+    """A shared-weight recurrent network or its deep counterpart (Segadlo et al. arXiv:2112.05589).
+
+    Time steps t = 0 .. T (index 0 is the first preactivation; THEORY.md section 7 counts from 1):
+
+        recurrent:  h^0 = U x^(0) + b,   h^t = W phi(h^{t-1}) + b + U x^(t)          (one W, b, U for all t)
+        deep:       h^0 = U^0 x^(0) + b^0,  h^t = W^t phi(h^{t-1}) + b^t + U^t x^(t)  (independent per step)
+
+    W_ij ~ N(0, C_W/n), b_i ~ N(0, C_b), U_ik ~ N(0, C_U/n_0); width n for every step. With
+    ``input_mode="first"`` x^(t) = 0 for t >= 1 (the deep net is then an ordinary MLP with T hidden
+    layers and first-layer weight variance C_U); with ``"every"`` an input is fed at every step.
+
+    Parameters
+    ----------
+    activation : str, sympy expression or Activation
+    steps : int
+        T >= 1: the number of recurrent updates (arrays have T + 1 time slices).
+    weight_var, bias_var, input_var : float
+        C_W > 0, C_b >= 0, C_U > 0.
+    input_mode : {"first", "every"}
+    architecture : {"recurrent", "deep"}
+    """
+
+    activation: Activation
+    steps: int
+    weight_var: float
+    bias_var: float
+    input_var: float
+    input_mode: str = "first"
+    architecture: str = "recurrent"
+
+    def __init__(self, activation="tanh", steps=3, weight_var=1.0, bias_var=0.0, input_var=1.0,
+                 input_mode="first", architecture="recurrent"):
+        set_ = object.__setattr__
+        set_(self, "activation", get_activation(activation))
+        set_(self, "steps", _check_int(steps, "steps", 1))
+        for name, value, positive in (("weight_var", weight_var, True), ("bias_var", bias_var, False),
+                                      ("input_var", input_var, True)):
+            set_(self, name, _per_layer(value, 1, name, positive=positive)[0])
+        require(input_mode in INPUT_MODES, "input_mode", f"must be one of {', '.join(INPUT_MODES)}, got {input_mode!r}")
+        require(architecture in ARCHITECTURES, "architecture",
+                f"must be one of {', '.join(ARCHITECTURES)}, got {architecture!r}")
+        set_(self, "input_mode", input_mode)
+        set_(self, "architecture", architecture)
+
+    @property
+    def shared(self) -> bool:
+        """True for the recurrent architecture (one W, b, U for every step)."""
+        return self.architecture == "recurrent"
+
+    def with_architecture(self, architecture: str) -> "RecurrentNetwork":
+        """The same network with the other architecture (``"recurrent"`` or ``"deep"``)."""
+        return RecurrentNetwork(self.activation, self.steps, self.weight_var, self.bias_var, self.input_var,
+                                self.input_mode, architecture)
+
+    def deep_equivalent(self) -> DeepNetwork:
+        """For ``input_mode="first"``: the DeepNetwork whose layer l = t + 1 is step t of the deep architecture
+        (depth T, C_W^(1) = C_U, C_W^(l) = C_W for l >= 2, C_b for every layer)."""
+        require(self.input_mode == "first", "input_mode", "a DeepNetwork takes input at the first layer only")
+        return DeepNetwork(self.steps, self.activation, (self.input_var,) + (self.weight_var,) * self.steps,
+                           self.bias_var)
+
+    def describe(self) -> str:
+        return (f"{self.architecture} network: steps T = {self.steps} (h^0..h^{self.steps}), activation "
+                f"{self.activation.name}, C_W = {self.weight_var}, C_b = {self.bias_var}, C_U = {self.input_var}, "
+                f"input at {'the first step' if self.input_mode == 'first' else 'every step'}")
