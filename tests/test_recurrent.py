@@ -1,0 +1,195 @@
+"""Recurrent networks vs deep networks (THEORY.md section 7): spec, two-time mean field, one-loop C1.
+
+Time index 0 is h^0 = U x^(0) + b (THEORY.md counts from 1). Monte Carlo checks are in test_recurrent_mc.py.
+"""
+
+import numpy as np
+import pytest
+import sympy as sp
+from scipy.special import erf
+
+import fieldnet as fn
+from fieldnet.analysis.recurrent import recurrent_finite_width, recurrent_kernel
+from fieldnet.errors import DivergenceError, ParameterError
+from fieldnet.spec import RecurrentNetwork
+from fieldnet.symbolic.recurrent import (TwoTimeKernel, recurrent_mean_field_recursion, response_entries)
+
+X1 = np.array([[1.0, 0.5, -0.3]])
+X2 = np.array([[1.0, 0.5, -0.3], [0.2, -1.0, 0.4]])
+
+
+def _pair(net_kw, X=X1):
+    rnn = RecurrentNetwork(**net_kw)
+    return recurrent_kernel(rnn, X).C0, recurrent_kernel(rnn.with_architecture("deep"), X).C0
+
+
+# ---------------------------------------------------------------- spec
+
+@pytest.mark.parametrize("kw, name", [(dict(steps=0), "steps"), (dict(steps=2.5), "steps"),
+                                      (dict(weight_var=0.0), "weight_var"), (dict(bias_var=-0.1), "bias_var"),
+                                      (dict(input_var=float("inf")), "input_var"), (dict(input_mode="last"), "input_mode"),
+                                      (dict(architecture="lstm"), "architecture"), (dict(activation="nope("), "activation")])
+def test_spec_rejects_bad_values_naming_the_parameter(kw, name):
+    with pytest.raises(fn.FieldnetError, match=name):
+        RecurrentNetwork(**kw)
+
+
+def test_spec_deep_equivalent():
+    net = RecurrentNetwork("tanh", 3, 1.5, 0.1, 2.0)
+    deep = net.deep_equivalent()
+    assert deep.depth == 3 and deep.weight_var == (2.0, 1.5, 1.5, 1.5) and deep.bias_var == (0.1,) * 4
+    with pytest.raises(ParameterError, match="input_mode"):
+        RecurrentNetwork("tanh", 3, input_mode="every").deep_equivalent()
+
+
+def test_inputs_are_validated():
+    net = RecurrentNetwork("tanh", 2, input_mode="every")
+    with pytest.raises(ParameterError, match=r"X: input_mode='every' needs shape \(N, T\+1, n_0\)"):
+        recurrent_kernel(net, X2)
+    with pytest.raises(ParameterError, match="X: contains NaN"):
+        recurrent_kernel(net, np.full((1, 3, 2), np.nan))
+    with pytest.raises(ParameterError, match="X"):
+        recurrent_kernel(RecurrentNetwork("tanh", 2), np.ones(3))
+
+
+# ---------------------------------------------------------------- symbolic
+
+def test_two_time_kernel_symmetry_is_joint():
+    s, t = sp.symbols("s t")
+    assert TwoTimeKernel(s, t, "a", "b") == TwoTimeKernel(t, s, "b", "a")
+    assert TwoTimeKernel(s, t, "a", "b") != TwoTimeKernel(s, t, "b", "a")
+
+
+def test_recursion_prints_and_exports_latex():
+    rec = recurrent_mean_field_recursion("erf", "recurrent", "every")
+    text = str(rec)
+    assert "asin" in text and "C_U*(xa[s + 1].xb[t + 1]/n0)" in text and "Cab[0,t + 1] = C_U*(xa[0].xb[t + 1]/n0) + C_b" in text
+    tex = fn.latex(rec.update[TwoTimeKernel(sp.Symbol("s", integer=True, nonnegative=True) + 1,
+                                            sp.Symbol("t", integer=True, nonnegative=True) + 1)])
+    assert r"C^{(s,s)}_{aa}" in tex and r"x^{(s + 1)}_{a} \cdot x^{(t + 1)}_{b}" in tex
+    generic = recurrent_mean_field_recursion(None).latex()
+    assert r"\left\langle \phi{\left(z_{a} \right)} \phi{\left(z_{b} \right)} \right\rangle" in generic
+    deep = recurrent_mean_field_recursion("relu", "deep")
+    assert str(deep).count("= 0") == 2        # no cross-time entries at all in the deep net
+
+
+def test_response_is_price_theorem():
+    """dC^{(s+1,t+1)}_ab / dC^{(s,t)}_ab = C_W <phi'_a phi'_b>: for erf, 4 C_W / (pi sqrt((1+2A)(1+2B) - 4c^2))."""
+    J = response_entries("erf")
+    s, t = sp.symbols("s t", integer=True, nonnegative=True)
+    off = J[TwoTimeKernel(s, t)]
+    A, B, c, cw = sp.symbols("A B c C_W", positive=True)
+    value = off.xreplace({TwoTimeKernel(s, s, "a", "a"): A, TwoTimeKernel(t, t, "b", "b"): B, TwoTimeKernel(s, t): c,
+                          sp.Symbol("C_W", positive=True): cw})
+    expected = 4 * cw / (sp.pi * sp.sqrt((1 + 2 * A) * (1 + 2 * B) - 4 * c ** 2))
+    point = {A: 0.7, B: 1.3, c: 0.4, cw: 1.7}
+    assert float(value.subs(point)) == pytest.approx(float(expected.subs(point)), rel=1e-12)
+
+
+# ---------------------------------------------------------------- mean field
+
+@pytest.mark.parametrize("kw", [dict(activation="tanh", bias_var=0.3), dict(activation="relu", weight_var=2.0),
+                                dict(activation="erf", input_mode="every")])
+def test_equal_time_kernels_coincide(kw):
+    kw = dict(dict(steps=4, weight_var=1.4, bias_var=0.0, input_var=1.0), **kw)
+    X = X2 if kw.get("input_mode") != "every" else np.random.default_rng(0).normal(size=(2, 5, 3))
+    rnn, dnn = _pair(kw, X)
+    for t in range(5):
+        np.testing.assert_allclose(rnn[t, t], dnn[t, t], rtol=1e-13, atol=1e-14)
+    cross = rnn[1:, 1:][~np.eye(4, dtype=bool)]
+    assert np.abs(cross).min() > 1e-3           # cross-time correlations exist in the RNN (times >= 1)
+    assert np.all(dnn[~np.eye(5, dtype=bool)] == 0)
+
+
+def test_equal_time_kernel_matches_deep_kernels():
+    net = RecurrentNetwork("tanh", 3, 1.7, 0.2, 1.3)
+    C0 = recurrent_kernel(net, X2).C0
+    K = fn.kernels(net.deep_equivalent(), X2, ntk=False).nngp
+    for t in range(4):
+        np.testing.assert_allclose(C0[t, t], K[t], rtol=1e-12)
+
+
+def test_cross_time_relu_closed_form():
+    """C0[1,2] = C_b + C_W <relu(u) relu(v)> over the block (C0[0,0], C0[0,1], C0[1,1]) (arc-cosine kernel)."""
+    cw, cb = 1.8, 0.25
+    C0 = recurrent_kernel(RecurrentNetwork("relu", 3, cw, cb, 1.0), X1).C0[:, :, 0, 0]
+    A, c, B = C0[0, 0], C0[0, 1], C0[1, 1]
+    assert c == pytest.approx(cb)
+    theta = np.arccos(c / np.sqrt(A * B))
+    expected = cb + cw * np.sqrt(A * B) * (np.sin(theta) + (np.pi - theta) * np.cos(theta)) / (2 * np.pi)
+    assert C0[1, 2] == pytest.approx(expected, rel=1e-10)
+
+
+def test_odd_unbiased_first_input_is_diagonal_in_time():
+    rnn, dnn = _pair(dict(activation="erf", steps=4, weight_var=2.0, bias_var=0.0, input_var=1.0), X2)
+    off = ~np.eye(5, dtype=bool)
+    assert np.abs(rnn[off]).max() < 1e-14
+    np.testing.assert_allclose(rnn, dnn, atol=1e-14)
+    # a shared bias makes them differ again
+    rnn_b, _ = _pair(dict(activation="erf", steps=4, weight_var=2.0, bias_var=0.05, input_var=1.0), X2)
+    assert np.abs(rnn_b[off]).min() > 0.04
+
+
+# ---------------------------------------------------------------- 1/n corrections
+
+@pytest.mark.parametrize("cw, cb", [(0.7, 0.3), (1.5, 1.0)])
+def test_linear_rnn_shared_bias_exact(cw, cb):
+    """THEORY.md 7.7 (its t = 3, 4 are our t = 2, 3): c1 = 2 C_W C_b and C_b (2 C_W + 4 C_W^2); linear DNN c1 = 0."""
+    net = RecurrentNetwork("linear", 3, cw, cb, 1.0)
+    C1 = recurrent_finite_width(net, X1).C1[:, :, 0, 0]
+    assert C1[2, 2] == pytest.approx(2 * cw * cb, rel=1e-12)
+    assert C1[3, 3] == pytest.approx(cb * (2 * cw + 4 * cw ** 2), rel=1e-12)
+    assert C1[0, 0] == 0 and C1[1, 1] == 0
+    deep = recurrent_finite_width(net.with_architecture("deep"), X1).C1
+    assert np.abs(deep).max() < 1e-14
+
+
+def test_deep_c1_equals_finite_width_k1():
+    """The deep architecture's C1 is fn.finite_width's K1 at equal widths (two inputs, bias, tanh)."""
+    net = RecurrentNetwork("tanh", 3, 1.5, 0.2, 1.2, architecture="deep")
+    res = recurrent_finite_width(net, X2)
+    ref = fn.finite_width(net.deep_equivalent(), X2)
+    for t in range(4):
+        np.testing.assert_allclose(res.C1[t, t], ref.K1[t], rtol=1e-7, atol=1e-10)
+    assert np.all(res.C1[~np.eye(4, dtype=bool)] == 0)
+    np.testing.assert_array_equal(res.C1, res.Caux1)          # no conditional-mean gap in the deep net
+
+
+def test_symmetric_case_single_time_c1_coincides():
+    """Odd phi, C_b = 0, input at the first step: equal-time C1 identical in both nets (THEORY.md 7.6); the RNN's
+    off-diagonal auxiliary mean is C_W^2 <phi^2>_{K0} <phi'>_{K1} <phi'>_{K2} at (1, 3) (THEORY's (2, 4))."""
+    cw = 1.3
+    net = RecurrentNetwork("erf", 3, cw, 0.0, 1.0)
+    r, d = recurrent_finite_width(net, X2), recurrent_finite_width(net.with_architecture("deep"), X2)
+    for t in range(4):
+        np.testing.assert_allclose(r.C1[t, t], d.C1[t, t], rtol=1e-9, atol=1e-12)
+    assert abs(d.C1[3, 3, 0, 0]) > 0.05
+    K = np.diag(r.C0[:, :, 0, 0])
+    phi2 = 2 / np.pi * np.arcsin(2 * K[0] / (1 + 2 * K[0]))
+    dphi = lambda k: 2 / np.sqrt(np.pi * (1 + 2 * k))
+    assert r.Caux1[1, 3, 0, 0] == pytest.approx(cw ** 2 * phi2 * dphi(K[1]) * dphi(K[2]), rel=1e-7)
+
+
+@pytest.mark.parametrize("kw", [dict(activation="tanh", bias_var=0.2), dict(activation="erf", bias_var=0.0,
+                                                                            input_mode="every")])
+def test_shared_bias_or_repeated_input_makes_c1_differ(kw):
+    net = RecurrentNetwork(steps=3, weight_var=1.5, input_var=1.0, **kw)
+    X = X1 if net.input_mode == "first" else np.random.default_rng(1).normal(size=(1, 4, 3))
+    r, d = recurrent_finite_width(net, X), recurrent_finite_width(net.with_architecture("deep"), X)
+    np.testing.assert_allclose(r.C0[3, 3], d.C0[3, 3], rtol=1e-12)
+    assert abs(r.C1[3, 3, 0, 0] - d.C1[3, 3, 0, 0]) > 0.05
+    assert np.abs(r.C1 - r.Caux1).max() > 0.05                # (1/n)|h_t|^2 and C_tt differ at O(1/n)
+
+
+def test_c1_shape_and_symmetry():
+    net = RecurrentNetwork("tanh", 2, 1.2, 0.1, 1.0)
+    res = recurrent_finite_width(net, X2)
+    assert res.C0.shape == res.C1.shape == (3, 3, 2, 2)
+    np.testing.assert_allclose(res.C1, res.C1.transpose(1, 0, 3, 2), atol=1e-12)
+    np.testing.assert_allclose(res.corrected(10.0), res.C0 + res.C1 / 10)
+
+
+def test_kinked_activation_c1_raises_where_a_delta_function_remains():
+    """ReLU: the a-term needs d/dC of four-variable averages, i.e. delta functions without a closed form."""
+    with pytest.raises(DivergenceError, match="delta function"):
+        recurrent_finite_width(RecurrentNetwork("relu", 3, 2.0, 0.1, 1.0), X1)
