@@ -63,8 +63,8 @@ def test_single_input_tanh_matches_theory_4_1_and_5_2():
     x = X3[:1]
     res = finite_width(net, x, ntk=True)
     ref = _theory_single_input(0.05 + 1.5 * (x @ x.T).item() / x.shape[1], 1.5, 0.05, 3)
-    got = np.stack([res.K0[:, 0, 0], res.Theta[:, 0, 0], res.V[:, 0, 0, 0, 0], res.K1[:, 0, 0], res.A[:, 0],
-                    res.B[:, 0], res.D[:, 0], res.F[:, 0], res.H1[:, 0, 0]], 1)
+    got = np.stack([res.K0[:, 0, 0], res.Theta[:, 0, 0], res.V[:, 0, 0, 0, 0], res.K1[:, 0, 0], res.A[:, 0, 0, 0, 0],
+                    res.B[:, 0, 0, 0, 0], res.D[:, 0, 0, 0, 0], res.F[:, 0, 0, 0, 0], res.H1[:, 0, 0]], 1)
     np.testing.assert_allclose(got, ref, rtol=1e-9, atol=1e-12)
 
 
@@ -83,7 +83,7 @@ def test_scale_invariant_exact_solution_vs_numeric_recursion(name):
     np.testing.assert_allclose(res.K1[:, idx, idx], 0.0, atol=1e-12)
     np.testing.assert_allclose(res.Theta[:, idx, idx], ev(sol["Theta"]), rtol=1e-12)
     for q in "ABDF":
-        np.testing.assert_allclose(getattr(res, q), ev(sol[q]), rtol=1e-11, atol=1e-12)
+        np.testing.assert_allclose(res.per_input(q), ev(sol[q]), rtol=1e-11, atol=1e-12)
     np.testing.assert_allclose(res.H1[:, idx, idx], 0.0, atol=1e-12)
     if name == "relu":  # K1 vanishes on the diagonal but not off it from l = 3 on (THEORY 4.2)
         assert np.all(res.K1[1, 0, 1:] == 0) and np.all(np.abs(res.K1[2:, 0, 1:]) > 1e-3)
@@ -113,8 +113,8 @@ def test_kstar_zero_asymptotics_vs_deep_recursion():
     assert K * l * float(-asy.a1) == pytest.approx(1, rel=0.02)
     assert V / (K ** 2 * l) == pytest.approx(2 / 3, rel=0.02)
     assert res.K1[-1, 0, 0] == pytest.approx(float(asy.K1), rel=0.03)
-    assert res.B[-1, 0] / (T ** 2 * l) == pytest.approx(1 / 3, rel=0.02)
-    assert res.F[-1, 0] / (K * T * l) == pytest.approx(1 / 4, rel=0.02)
+    assert res.B[-1, 0, 0, 0, 0] / (T ** 2 * l) == pytest.approx(1 / 3, rel=0.02)
+    assert res.F[-1, 0, 0, 0, 0] / (K * T * l) == pytest.approx(1 / 4, rel=0.02)
     assert res.ntk_relative_variance(1.0)[-1, 0] / l == pytest.approx(2 / 3, rel=0.05)
 
 
@@ -127,7 +127,141 @@ def test_several_inputs_reduce_to_one_input_on_the_diagonal():
         np.testing.assert_allclose(res.K1[:, a, a], one.K1[:, 0, 0], rtol=1e-12, atol=1e-15)
         np.testing.assert_allclose(res.H1[:, a, a], one.H1[:, 0, 0], rtol=1e-12, atol=1e-15)
         for q in "ABDF":
-            np.testing.assert_allclose(getattr(res, q)[:, a], getattr(one, q)[:, 0], rtol=1e-12)
+            np.testing.assert_allclose(res.per_input(q)[:, a], getattr(one, q)[:, 0, 0, 0, 0], rtol=1e-12)
+
+
+def _patterns(k):
+    """One index tuple per equality pattern of k positions (restricted growth strings: 15 for k = 4)."""
+    out = [(0,)]
+    for _ in range(k - 1):
+        out = [s + (j,) for s in out for j in range(max(s) + 2)]
+    return out
+
+
+def _lowered_state(lowered, res, l, params, inputs):
+    """The named layer-l state (array index l - 1) that a lowered update reads, letters a, b, c, d -> ``inputs``."""
+    arrays = {"K": res.K0, "Theta": res.Theta, "K1": res.K1, "H1": res.H1, "V": res.V, "A": res.A, "B": res.B,
+              "D": res.D, "F": res.F}
+    state = {"_shape": (1,)}
+    for name in lowered.args:
+        if name in params:
+            state[name] = params[name]
+        else:
+            q, idx = name.split("_", 1)
+            state[name] = np.array([arrays[q][l - 1][tuple(inputs["abcd".index(c)] for c in idx)]])
+    return state
+
+
+def _step_params(net, l, n0):
+    lw, lb = net.ntk_rates(n0)
+    return {"C_W": net.weight_var[l], "C_b": net.bias_var[l], "lambda_W": lw[l], "lambda_b": lb[l], "r": 1.0}
+
+
+def test_ntk_tensors_equal_the_engine_updates_entry_by_entry():
+    """The matrix-form propagation of A, D (over pairs) and B, F (elementwise) in fieldnet.analysis.ntk_fluctuations
+    equals the engine's derived updates a_update, d_update, b_update, f_update, lowered one entry at a time, for
+    every index-coincidence pattern (15 each; four distinct inputs included), layer 2 -> 3 (all state nonzero).
+    sin: every average has a closed form, so both sides are exact and must agree to rounding."""
+    from fieldnet.analysis.finite_width import _Lowered
+    from fieldnet.symbolic import finite_width as fw
+
+    X = RNG.standard_normal((4, 5))
+    net = fn.DeepNetwork(2, "sin", weight_var=1.5, bias_var=0.05)
+    res = finite_width(net, X, ntk=True)
+    act, l, inputs = fn.get_activation("sin"), 2, (3, 1, 0, 2)
+    params = _step_params(net, l, X.shape[1])
+    s = fw.symbols(*"abcd")
+    updates = {"B": lambda p: fw.b_update(act, *p), "F": lambda p: fw.f_update(act, *p),
+               "D": lambda p: fw.d_update(act, p[:2], p[2:]), "A": lambda p: fw.a_update(act, p[:2], p[2:])}
+    checked = 0
+    for q, build in updates.items():
+        for pattern in _patterns(4):
+            low = _Lowered(build([s[i] for i in pattern]), f"{q} {pattern}")
+            got = low(_lowered_state(low, res, l, params, inputs), {})[0]
+            want = getattr(res, q)[l][tuple(inputs[i] for i in pattern)]
+            assert got == pytest.approx(want, rel=1e-10, abs=1e-13), (q, pattern)
+            checked += 1
+    assert checked == 60 and np.all(np.abs(res.F[l]) > 0) and np.abs(res.D[l]).min() > 0
+
+
+@pytest.mark.parametrize("name, cw, cb", [("relu", 2.0, 0.1), ("erf", 1.8, 0.2)])
+def test_ntk_tensors_diagonal_and_pair_system(name, cw, cb):
+    """Per input, the full tensors follow the one-input recursion (THEORY 5.2) and, per pair, the closed two-input
+    system behind H1_ab (D_{(ab),R}, F_{a.b.}, H1_ab: fw.pair_ntk_targets), both lowered from the engine and
+    iterated here on their own from the driver's K, Theta, K1, V: to rounding."""
+    from fieldnet.analysis.finite_width import _Lowered
+    from fieldnet.symbolic import finite_width as fw
+
+    net = fn.DeepNetwork(3, name, weight_var=cw, bias_var=cb)
+    res = finite_width(net, X3, ntk=True)
+    act = fn.get_activation(name)
+    a, b = fw.symbols("a", "b")
+    single = {q: _Lowered(build, q) for q, build in (("D_aaaa", fw.d_update(act, (a, a), (a, a))),
+                                                      ("A_aaaa", fw.a_update(act, (a, a), (a, a))),
+                                                      ("B_aaaa", fw.b_update(act, a, a, a, a)),
+                                                      ("F_aaaa", fw.f_update(act, a, a, a, a)))}
+    pair = {}
+    for key, build in fw.pair_ntk_targets(a, b).items():
+        label = key[0] + "_" + "".join(str(x) for part in key[1:] for x in (part if isinstance(part, tuple) else (part,)))
+        pair[label] = _Lowered(build(act), label)
+    assert set(pair) == {"D_abaa", "D_abab", "D_abbb", "F_aaba", "F_aabb", "F_abba", "F_abbb", "H1_ab"}
+    N = X3.shape[0]
+    own = {q: np.zeros(N) for q in single}
+    two = {q: np.zeros((N, N)) for q in pair}
+    for l in range(1, net.depth + 1):                  # layer l -> l + 1
+        params = _step_params(net, l, X3.shape[1])
+        new1 = {q: np.empty(N) for q in single}
+        new2 = {q: np.zeros((N, N)) for q in pair}
+        for i in range(N):
+            state = dict(params, _shape=(1,), K_aa=res.K0[l - 1, i, i], Theta_aa=res.Theta[l - 1, i, i],
+                         V_aaaa=res.V[l - 1, i, i, i, i], **{q: own[q][i] for q in single})
+            for q, low in single.items():
+                new1[q][i] = low(state, {})[0]
+            for j in range(i + 1, N):
+                ix = {"a": i, "b": j}
+                state = dict(params, _shape=(1,))
+                for argname in set().union(*(low.args for low in pair.values())):
+                    q, idx = argname.split("_", 1) if "_" in argname and argname not in params else (argname, "")
+                    if argname in params:
+                        state[argname] = params[argname]
+                    elif q in ("D", "F") or argname == "H1_ab":
+                        state[argname] = two[argname][i, j]
+                    else:
+                        src = {"K": res.K0, "Theta": res.Theta, "K1": res.K1, "V": res.V, "H1": res.H1}[q][l - 1]
+                        state[argname] = src[tuple(ix[c] for c in idx)]
+                for q, low in pair.items():
+                    new2[q][i, j] = low(state, {})[0]
+        own, two = new1, new2
+        k = l                                          # array index of layer l + 1
+        for q in single:
+            np.testing.assert_allclose(res.per_input(q[0])[k], own[q], rtol=1e-11, atol=1e-14, err_msg=f"{q} layer {k + 1}")
+        for i in range(N):
+            for j in range(i + 1, N):
+                np.testing.assert_allclose(res.H1[k, i, j], two["H1_ab"][i, j], rtol=1e-11, atol=1e-14)
+                for q, val in two.items():
+                    if q != "H1_ab":
+                        c = {"a": i, "b": j}
+                        want = getattr(res, q[0])[k][tuple(c[x] for x in q[2:])]
+                        np.testing.assert_allclose(want, val[i, j], rtol=1e-11, atol=1e-14, err_msg=f"{q} layer {k + 1}")
+
+
+def test_ntk_tensor_symmetries():
+    """A_(ab)(cd) symmetric within and between the pairs, D_(ab),(cd) within each pair only; B and F are invariant
+    under exchanging the two neurons (H_ik;ab = H_ki;ba): X[a1, a3, a2, a4] = X[a2, a4, a1, a3]; and B under
+    exchanging the two NTK factors, B[a1, a3, a2, a4] = B[a3, a1, a4, a2]. Layer 1: all zero."""
+    res = finite_width(fn.DeepNetwork(2, "tanh", weight_var=1.2, bias_var=0.1), RNG.standard_normal((3, 5)), ntk=True)
+    close = lambda x, y: np.testing.assert_allclose(x, y, rtol=1e-12, atol=1e-15)
+    for perm in ((0, 2, 1, 3, 4), (0, 1, 2, 4, 3), (0, 3, 4, 1, 2)):
+        close(res.A, res.A.transpose(perm))
+    for perm in ((0, 2, 1, 3, 4), (0, 1, 2, 4, 3)):
+        close(res.D, res.D.transpose(perm))
+    assert np.abs(res.D - res.D.transpose(0, 3, 4, 1, 2)).max() > 1e-3
+    close(res.B, res.B.transpose(0, 3, 4, 1, 2))
+    close(res.F, res.F.transpose(0, 3, 4, 1, 2))
+    close(res.B, res.B.transpose(0, 2, 1, 4, 3))
+    assert np.abs(res.F - res.F.transpose(0, 2, 1, 4, 3)).max() > 1e-3
+    for q in "ABDF":
+        assert np.all(getattr(res, q)[0] == 0) and np.all(np.isfinite(getattr(res, q)))
 
 
 def test_vertex_symmetries_and_zero_first_layer():
@@ -201,9 +335,18 @@ def test_corrected_kernel_and_predictions_api():
     np.testing.assert_allclose(res.ntk_mean(n)[1:], res.Theta[1:] + res.H1[1:] / n)
     idx = np.arange(3)
     np.testing.assert_allclose(res.excess_kurtosis(n), 3 * res.V[:, idx, idx, idx, idx] / (n * res.K0[:, idx, idx] ** 2))
-    np.testing.assert_allclose(res.ntk_relative_variance(n), (res.A + 2 * res.B) / (n * res.Theta[:, idx, idx] ** 2))
+    diag = lambda t: t[:, idx, idx, idx, idx]
+    np.testing.assert_allclose(res.ntk_relative_variance(n), (diag(res.A) + 2 * diag(res.B)) / (n * res.Theta[:, idx, idx] ** 2))
+    np.testing.assert_array_equal(res.per_input("F"), diag(res.F))
+    cov = res.ntk_covariance(n)                 # Cov(H_ii;ab, H_ii;cd) = (A_(ab)(cd) + B_acbd + B_adbc)/n
+    np.testing.assert_allclose(cov[2, 0, 1, 2, 1], (res.A[2, 0, 1, 2, 1] + res.B[2, 0, 2, 1, 1] + res.B[2, 0, 1, 1, 2]) / n)
+    np.testing.assert_allclose(n * diag(cov), diag(res.A) + 2 * diag(res.B), rtol=1e-14)
+    for perm in ((0, 2, 1, 3, 4), (0, 1, 2, 4, 3), (0, 3, 4, 1, 2)):   # H_ii;ab = H_ii;ba, and Cov is symmetric
+        np.testing.assert_allclose(cov, cov.transpose(perm), rtol=1e-12, atol=1e-15)
     np.testing.assert_allclose(res.effective_depth(n), np.arange(3) / n)
-    assert res.A.shape == res.B.shape == res.D.shape == res.F.shape == (3, 3)
+    assert res.A.shape == res.B.shape == res.D.shape == res.F.shape == (3, 3, 3, 3, 3)
+    with pytest.raises(ParameterError, match="^name:"):
+        res.per_input("H1")
     bare = finite_width(net, X3)
     assert bare.Theta is None and bare.H1 is None
     with pytest.raises(ParameterError, match="^ntk:"):
@@ -227,8 +370,10 @@ def test_cli_finite_width(tmp_path, capsys):
     assert "wrote" in capsys.readouterr().out
     data = np.load(out)
     assert set(data) == {"K0", "K1", "V", "Theta", "H1", "A", "B", "D", "F"}
-    assert data["V"].shape == (3, 3, 3, 3, 3) and data["V"].dtype == np.float64 and data["A"].shape == (3, 3)
+    assert data["V"].shape == (3, 3, 3, 3, 3) and data["V"].dtype == np.float64 and data["A"].shape == (3, 3, 3, 3, 3)
     ref = finite_width(fn.DeepNetwork(2, "relu", weight_var=2.0, bias_var=0.0), X3, ntk=True)
+    for q in ("Theta", "H1", "A", "B", "D", "F"):
+        np.testing.assert_array_equal(data[q], getattr(ref, q))
     np.testing.assert_array_equal(data["V"], ref.V)
     np.testing.assert_array_equal(data["K1"], ref.K1)
     assert main(["finite-width", "--inputs", str(path), "--activation", "relu", "--depth", "2", "--bias-var", "-1",

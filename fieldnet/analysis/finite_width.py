@@ -106,13 +106,9 @@ def _program(activation, ntk: bool) -> _Program:
     single = {"J": fw.kernel_jacobian(activation, aa)[aa], "K1": fw.k1_update(activation, aa)}
     jac = fw.kernel_jacobian(activation, ab)
     pair = {"J_aa": jac[aa], "J_ab": jac[ab], "J_bb": jac[(b, b)], "K1": fw.k1_update(activation, ab)}
-    if ntk:
-        single.update(D=fw.d_update(activation, aa, aa), A=fw.a_update(activation, aa, aa),
-                      B=fw.b_update(activation, a, a, a, a), F=fw.f_update(activation, a, a, a, a),
-                      H1=fw.h1_update(activation, aa))
-        for key, build in fw.pair_ntk_targets(a, b).items():
-            name = key[0] + "_" + "".join(str(s) for part in key[1:] for s in (part if isinstance(part, tuple) else (part,)))
-            pair[name] = build(activation)
+    if ntk:   # A, B, D, F: fieldnet.analysis.ntk_fluctuations (full tensors); H1 reads D and F from them
+        single["H1"] = fw.h1_update(activation, aa)
+        pair["H1"] = fw.h1_update(activation, ab)
     four = {}
     phi = {s: fw.phi_of(activation, s) for s in (a, b, c, d)}
     for counts in ((4,), (3, 1), (2, 2), (2, 1, 1), (1, 1, 1, 1)):
@@ -130,8 +126,12 @@ class FiniteWidthResult:
     K0, K1 : (L+1, N, N)           E[z_a z_b] = K0 + K1 / n_{l-1}
     V      : (L+1, N, N, N, N)     V[l-1, a, b, c, d] = V_(ab)(cd); symmetric within and between pairs
     Theta, H1 : (L+1, N, N)        E[H_ab] = Theta + H1 / n_{l-1}              (ntk=True, else None)
-    A, B, D, F : (L+1, N)          per input a: Cov(H_ii, H_kk) = A/n, E[H_ik^2] = B/n,
-                                   Cov(H_ii, z_k^2) = D/n, E[H_ik z_i z_k] = F/n (i != k)   (ntk=True)
+    A, B, D, F : (L+1, N, N, N, N) NTK fluctuations (ntk=True, else None); for neurons i != k (THEORY.md 5.1):
+        A[l-1, a, b, c, d]     = A_(ab)(cd)      = n Cov(H_ii;ab, H_kk;cd)
+        D[l-1, a, b, c, d]     = D_(ab),(cd)     = n Cov(H_ii;ab, z_k;c z_k;d)   (NTK pair first; not symmetric)
+        B[l-1, a1, a3, a2, a4] = B_{a1a3a2a4}    = n E[H_ik;a1a2 H_ik;a3a4]
+        F[l-1, a1, a3, a2, a4] = F_{a1a3a2a4}    = n E[H_ik;a1a2 z_i;a3 z_k;a4]
+        (n = n_{l-1}); :meth:`per_input` gives the one-input values A_(aa)(aa), ... as (L+1, N).
     widths : the hidden widths (n_1..n_L) the coefficients were computed for (r_l = n_l/n_{l-1}), or None
              for the uniform-width coefficients.
     """
@@ -185,17 +185,34 @@ class FiniteWidthResult:
         self._need_ntk()
         return self.Theta + self.H1 / self.fan_in(n)[:, None, None]
 
+    def per_input(self, name: str) -> np.ndarray:
+        """The one-input value of a four-index tensor ("V", "A", "B", "D" or "F"): X[:, a, a, a, a], shape (L+1, N)."""
+        require(name in ("V", "A", "B", "D", "F"), "name", f"expected one of V, A, B, D, F, got {name!r}")
+        if name != "V":
+            self._need_ntk()
+        idx = np.arange(self.K0.shape[1])
+        return getattr(self, name)[:, idx, idx, idx, idx]
+
+    def ntk_covariance(self, n=None) -> np.ndarray:
+        """Cov(H_ii;ab, H_ii;cd) = (A_(ab)(cd) + B_{acbd} + B_{adbc}) / n_{l-1} + O(1/n^2) for one neuron i,
+        shape (L+1, N, N, N, N) (THEORY.md 5.1 with i1 = i2 = i3 = i4)."""
+        self._need_ntk()
+        B = self.B
+        cov = self.A + np.einsum("lacbd->labcd", B) + np.einsum("ladbc->labcd", B)
+        return cov / self.fan_in(n)[:, None, None, None, None]
+
     def ntk_relative_variance(self, n=None) -> np.ndarray:
-        """Var(H_aa) / E[H_aa]^2 = (A + 2B) / (n_{l-1} Theta_aa^2) + O(1/n^2), shape (L+1, N)."""
+        """Var(H_aa) / E[H_aa]^2 = (A_(aa)(aa) + 2 B_aaaa) / (n_{l-1} Theta_aa^2) + O(1/n^2), shape (L+1, N)."""
         self._need_ntk()
         idx = np.arange(self.K0.shape[1])
-        return (self.A + 2 * self.B) / (self.fan_in(n)[:, None] * self.Theta[:, idx, idx] ** 2)
+        return (self.per_input("A") + 2 * self.per_input("B")) / (self.fan_in(n)[:, None] * self.Theta[:, idx, idx] ** 2)
 
     def _need_ntk(self):
         require(self.Theta is not None, "ntk", "NTK quantities were not computed (call finite_width(..., ntk=True))")
 
     def save(self, path) -> None:
-        """Write the arrays (float64) to an ``.npz``: K0, K1, V and, with the NTK, Theta, H1, A, B, D, F."""
+        """Write the arrays (float64) to an ``.npz``: K0, K1 (L+1, N, N), V (L+1, N, N, N, N) and, with the NTK,
+        Theta, H1 (L+1, N, N) and A, B, D, F (L+1, N, N, N, N), index orders as in the class docstring."""
         names = ("K0", "K1", "V") + (("Theta", "H1", "A", "B", "D", "F") if self.Theta is not None else ())
         np.savez(path, **{k: np.asarray(getattr(self, k), dtype=np.float64) for k in names})
 
@@ -213,10 +230,52 @@ def _hidden_widths(n, depth: int) -> tuple:
     return values
 
 
+# ---------------------------------------------------------------- the pair coordinates
+
+class _Pairs:
+    """Index bookkeeping of the N(N+1)/2 unordered pairs (a <= b) of N inputs, shared by V and the NTK tensors.
+
+    pidx[a, b]: position of pair (a b); diag_pos[a]: of (a a); ia < ib, off_pos: the off-diagonal pairs;
+    dup: off-diagonal pairs of identical inputs (their pair quantities copy the diagonal ones)."""
+
+    def __init__(self, N: int, k1: np.ndarray):
+        self.N = N
+        self.pa, self.pb = np.triu_indices(N)
+        self.n_pairs = len(self.pa)
+        self.pidx = np.empty((N, N), dtype=np.int64)
+        self.pidx[self.pa, self.pb] = np.arange(self.n_pairs)
+        self.pidx[self.pb, self.pa] = np.arange(self.n_pairs)
+        self.ia, self.ib = np.triu_indices(N, k=1)
+        self.off_pos = self.pidx[self.ia, self.ib]
+        self.diag_pos = self.pidx[np.arange(N), np.arange(N)]
+        self.dup = _duplicates(k1, self.ia, self.ib)
+        self.multisets = _Multisets(N, self.pidx)
+
+    def matrix(self, diag, off_aa, off_ab, off_bb) -> np.ndarray:
+        """A (p, p) derivative matrix X_PR = dY_P/dK_R, nonzero only for R inside P: X_(aa)(aa) = diag[a] and, for
+        P = (a b), X_P(aa), X_P(ab), X_P(bb) = off_aa, off_ab, off_bb (J = dK'/dK, T = dTheta'/dK)."""
+        out = np.zeros((self.n_pairs, self.n_pairs))
+        out[self.diag_pos, self.diag_pos] = diag
+        out[self.off_pos, self.diag_pos[self.ia]] = off_aa
+        out[self.off_pos, self.off_pos] = off_ab
+        out[self.off_pos, self.diag_pos[self.ib]] = off_bb
+        return out
+
+    def full(self, x: np.ndarray) -> np.ndarray:
+        """(..., p, p) over pairs -> (..., N, N, N, N)."""
+        return x[..., self.pidx[:, :, None, None], self.pidx[None, None, :, :]]
+
+    def pos(self, x: str, y: str) -> np.ndarray:
+        """Positions of the pairs (x y), x, y in {"a", "b"}, for every off-diagonal pair a < b."""
+        return self.pidx[self.ia if x == "a" else self.ib, self.ia if y == "a" else self.ib]
+
+
 # ---------------------------------------------------------------- the driver
 
 def finite_width(network: DeepNetwork, X, *, ntk: bool = False) -> FiniteWidthResult:
-    """1/n coefficients K1, V (and with ``ntk`` H1, A, B, D, F) of every layer on inputs X (N, n_0)."""
+    """1/n coefficients K1, V (and with ``ntk`` H1 and the tensors A, B, D, F) of every layer on inputs X (N, n_0)."""
+    from fieldnet.analysis.ntk_fluctuations import NTKFluctuations, NTKState
+
     if not isinstance(network, DeepNetwork):
         raise ParameterError(f"network: expected a DeepNetwork, got {type(network).__name__}")
     X = validate_inputs(X, network.input_dim)
@@ -229,21 +288,17 @@ def finite_width(network: DeepNetwork, X, *, ntk: bool = False) -> FiniteWidthRe
     widths = network.widths
     ratios = [1.0] + ([widths[l] / widths[l - 1] for l in range(1, network.depth)] if widths else [1.0] * (network.depth - 1))
 
-    pa, pb = np.triu_indices(N)                      # all unordered pairs, a <= b
-    pidx = np.empty((N, N), dtype=np.int64)
-    pidx[pa, pb] = np.arange(len(pa))
-    pidx[pb, pa] = np.arange(len(pa))
-    ia, ib = np.triu_indices(N, k=1)                 # off-diagonal pairs
-    off_pos = pidx[ia, ib]
-    diag_pos = pidx[np.arange(N), np.arange(N)]
-    dup = _duplicates(K0[0], ia, ib)
-    multisets = _Multisets(N, pidx)
+    px = _Pairs(N, K0[0])
+    ia, ib, dup = px.ia, px.ib, px.dup
+    diag_pos = px.diag_pos
 
     K1 = np.zeros_like(K0)
-    V = np.zeros((n_layers, len(pa), len(pa)))
-    out = {k: np.zeros((n_layers, N)) for k in "ABDF"} if ntk else {}
+    V = np.zeros((n_layers, px.n_pairs, px.n_pairs))
     H1 = np.zeros_like(K0) if ntk else None
-    pair_state = {k: np.zeros(len(ia)) for k in prog.pair if k[:2] in ("D_", "F_")}
+    if ntk:
+        fluct = NTKFluctuations(network.activation, px)
+        ntk_states = [NTKState.zeros(N)]
+    letters = {"a": ia, "b": ib}
 
     for l in range(1, n_layers):                     # step layer l -> l + 1 (array l-1 -> l)
         params = {"C_W": network.weight_var[l], "C_b": network.bias_var[l], "lambda_W": lam_w[l],
@@ -253,7 +308,9 @@ def finite_width(network: DeepNetwork, X, *, ntk: bool = False) -> FiniteWidthRe
         s1 = dict(params, _shape=(N,), K_aa=np.diag(k).copy(), Theta_aa=np.diag(t).copy(), K1_aa=np.diag(K1[l - 1]).copy(),
                   V_aaaa=V[l - 1][diag_pos, diag_pos])
         if ntk:
-            s1.update(H1_aa=np.diag(H1[l - 1]).copy(), **{f"{q}_aaaa": out[q][l - 1] for q in "ABDF"})
+            st = ntk_states[-1]
+            s1.update(H1_aa=np.diag(H1[l - 1]).copy(), D_aaaa=st.D[diag_pos, diag_pos],
+                      F_aaaa=st.F[np.arange(N), np.arange(N), np.arange(N), np.arange(N)])
         cache1 = {}
         j_diag = prog.single["J"](s1, cache1)
         # two inputs a < b
@@ -264,18 +321,20 @@ def finite_width(network: DeepNetwork, X, *, ntk: bool = False) -> FiniteWidthRe
                   K1_aa=K1[l - 1][ia, ia], K1_ab=K1[l - 1][ia, ib], K1_bb=K1[l - 1][ib, ib])
         for x, y in (("a", "a"), ("a", "b"), ("b", "b")):
             for u, w in (("a", "a"), ("a", "b"), ("b", "b")):
-                s2[f"V_{x}{y}{u}{w}"] = V[l - 1][_pos(pidx, ia, ib, x, y), _pos(pidx, ia, ib, u, w)]
-        if ntk:
+                s2[f"V_{x}{y}{u}{w}"] = V[l - 1][px.pos(x, y), px.pos(u, w)]
+        if ntk:   # H1_ab reads D_{(ab),R} and F_{a.b.} (R inside (a b)) from the full tensors of layer l
             s2.update(H1_ab=H1[l - 1][ia, ib], H1_aa=H1[l - 1][ia, ia], H1_bb=H1[l - 1][ib, ib])
-            s2.update(pair_state)
+            for u, w in (("a", "a"), ("a", "b"), ("b", "b")):
+                s2[f"D_ab{u}{w}"] = st.D[px.pos("a", "b"), px.pos(u, w)]
+            for u in "ab":
+                for w in "ab":
+                    s2[f"F_a{u}b{w}"] = st.F[ia, letters[u], ib, letters[w]]
         cache2 = {}
-        J = np.zeros((len(pa), len(pa)))
-        J[diag_pos, diag_pos] = j_diag
-        J[off_pos, diag_pos[ia]] = np.where(dup, 0.0, prog.pair["J_aa"](s2, cache2))
-        J[off_pos, off_pos] = np.where(dup, j_diag[ia], prog.pair["J_ab"](s2, cache2))
-        J[off_pos, diag_pos[ib]] = np.where(dup, 0.0, prog.pair["J_bb"](s2, cache2))
+        J = px.matrix(j_diag, np.where(dup, 0.0, prog.pair["J_aa"](s2, cache2)),
+                      np.where(dup, j_diag[ia], prog.pair["J_ab"](s2, cache2)),
+                      np.where(dup, 0.0, prog.pair["J_bb"](s2, cache2)))
         # the four-point vertex, in matrix form over pairs
-        S = _four_point_source(prog, multisets, k, K0[l] - params["C_b"], params["C_W"])
+        S = _four_point_source(prog, px.multisets, k, K0[l] - params["C_b"], params["C_W"])
         carried = J @ V[l - 1] @ J.T
         V[l] = S + params["r"] * (carried + carried.T) / 2   # symmetric to the last bit
         # K1, and the NTK quantities
@@ -285,25 +344,21 @@ def finite_width(network: DeepNetwork, X, *, ntk: bool = False) -> FiniteWidthRe
         new_k1[ia, ib] = new_k1[ib, ia] = k1_off
         K1[l] = new_k1
         if ntk:
-            for q in "ABDF":
-                out[q][l] = prog.single[q](s1, cache1)
             h1 = np.empty((N, N))
             h1[np.arange(N), np.arange(N)] = prog.single["H1"](s1, cache1)
-            h1_off = np.where(dup, h1[ia, ia], prog.pair["H1_ab"](s2, cache2))
+            h1_off = np.where(dup, h1[ia, ia], prog.pair["H1"](s2, cache2))
             h1[ia, ib] = h1[ib, ia] = h1_off
             H1[l] = h1
-            pair_state = {key: prog.pair[key](s2, cache2) for key in pair_state}
-        _check(l + 1, K1=K1[l], V=V[l], **({"H1": H1[l]} if ntk else {}), **{q: out[q][l] for q in out})
+            new = fluct.step(st, V[l - 1], J, S, s1, s2, t, K0[l] - params["C_b"], k, params)
+            ntk_states.append(new)
+        _check(l + 1, K1=K1[l], V=V[l], **({"H1": H1[l], "A": new.A, "B": new.B, "D": new.D, "F": new.F} if ntk else {}))
 
-    Vfull = V[:, pidx[:, :, None, None], pidx[None, None, :, :]]
-    extra = dict(Theta=theta, H1=H1, **out) if ntk else {}
-    return FiniteWidthResult(network, K0, K1, Vfull, widths=widths, **extra)
-
-
-def _pos(pidx, ia, ib, x, y):
-    first = ia if x == "a" else ib
-    second = ia if y == "a" else ib
-    return pidx[first, second]
+    extra = {}
+    if ntk:
+        extra = dict(Theta=theta, H1=H1, A=px.full(np.stack([s.A for s in ntk_states])),
+                     D=px.full(np.stack([s.D for s in ntk_states])), B=np.stack([s.B for s in ntk_states]),
+                     F=np.stack([s.F for s in ntk_states]))
+    return FiniteWidthResult(network, K0, K1, px.full(V), widths=widths, **extra)
 
 
 def _duplicates(k1, ia, ib) -> np.ndarray:
