@@ -106,7 +106,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("finite-width", help="1/n corrections: K0, K1, four-point vertex V (and NTK) of every layer")
     p.add_argument("--inputs", required=True, help="X.npy of shape (N, n_0)")
     _add_network_args(p)
-    p.add_argument("--ntk", action="store_true", help="also Theta, H1 (L+1, N, N) and A, B, D, F (L+1, N)")
+    p.add_argument("--ntk", action="store_true", help="also Theta, H1 (L+1, N, N) and the NTK fluctuation tensors A, B, D, F "
+                   "(L+1, N, N, N, N): A[l,a,b,c,d] = A_(ab)(cd), D[l,a,b,c,d] = D_(ab),(cd), B and F in the order "
+                   "[l, a1, a3, a2, a4]")
     p.add_argument("--out", required=True, help="OUT.npz with float64 K0, K1 (L+1, N, N) and V (L+1, N, N, N, N)")
     return parser
 
@@ -261,7 +263,9 @@ def _cmd_finite_width(args):
     result = finite_width(net, X, ntk=args.ntk)
     result.save(out)
     keys = "K0, K1, V" + (", Theta, H1, A, B, D, F" if args.ntk else "")
-    print(f"wrote {out}: {keys}, float64; K0 shape {result.K0.shape}, V shape {result.V.shape} ({net.describe()}); "
+    shapes = f"K0 shape {result.K0.shape}, V shape {result.V.shape}" + (
+        f", A, B, D, F shape {result.A.shape} (B, F: [l, a1, a3, a2, a4])" if args.ntk else "")
+    print(f"wrote {out}: {keys}, float64; {shapes} ({net.describe()}); "
           "E[z_a z_b] = K0 + K1/n_{l-1}, connected 4-pt = (V + 2 perms)/n_{l-1}")
 
 
