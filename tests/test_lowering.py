@@ -235,3 +235,30 @@ def test_expectations_validate_covariances():
         gaussian_expectations(z[0] * z[1], z, np.full((1, 2, 2), np.nan))
     with pytest.raises(ParameterError, match="not integration variables"):
         gaussian_expectations(z[0] * sp.Symbol("q"), z, np.eye(2)[None])
+
+
+# --- per-layer pieces of the numba backend ----------------------------------------------------
+
+def test_series_length_reads_the_upper_triangle():
+    """largest_correlation skips |rho| above the limit and the diagonal, and ignores the lower
+    triangle (the drivers leave it stale until they mirror)."""
+    from fieldnet.numeric.integrators import largest_correlation, mirror_upper
+
+    k = np.array([[4.0, 1.0, -3.0], [99.0, 1.0, 0.45], [99.0, 99.0, 2.5]])
+    # rho_01 = 1/2, rho_02 = -3/sqrt(10) = -0.949, rho_12 = 0.45/sqrt(2.5) = 0.285
+    assert largest_correlation(k, 0.9) == 0.5
+    assert largest_correlation(k, 0.99) == pytest.approx(3 / math.sqrt(10), rel=1e-15)
+    assert largest_correlation(k, 0.2) == 0.0
+    state = np.stack([k, 2 * k])
+    mirror_upper(state)
+    assert np.array_equal(state[1], 2 * state[0]) and np.array_equal(state[0], state[0].T)
+    assert state[0, 2, 1] == 0.45
+
+
+def test_closed_forms_share_subexpressions():
+    """relu's pair update computes acos and sqrt(K_aa) once (sympy cse; named temporaries)."""
+    src = lowered_source("relu")
+    pairs = src[src.index("def update_pairs"):]
+    pairs = pairs[:pairs.index("return nonfinite")]
+    assert pairs.count("math.acos(") == 1 and pairs.count("math.sqrt(K_aa)") == 1
+    assert "Theta_new_ab = " in pairs and "+ K_new_ab" in pairs

@@ -41,9 +41,10 @@ class NumbaPrinter(PythonCodePrinter):
 
     def _print_Pow(self, expr, rational=False):
         base, exp = expr.args
-        if exp.is_Integer and 0 < int(exp) <= 4:  # x**2 as x*x: exact, and fast
+        if exp.is_Integer and 0 < abs(int(exp)) <= 4:  # x**2 as x*x, x**-1 as 1.0/x: exact, and fast
             b = self.parenthesize(base, 1000)
-            return "(" + "*".join([b] * int(exp)) + ")"
+            product = "*".join([b] * abs(int(exp)))
+            return f"({product})" if exp > 0 else f"(1.0/({product}))" if abs(int(exp)) > 1 else f"(1.0/{b})"
         if exp.is_Integer:
             return f"{self.parenthesize(base, 1000)}**{int(exp)}"
         return super()._print_Pow(expr, rational=rational)

@@ -223,3 +223,38 @@ def graded_breaks(points, width):
             out[m + 1] = p + d
             m += 2
     return out[:m]
+
+
+@njit(cache=True, parallel=True)
+def mirror_upper(state):
+    """state[q, b, a] = state[q, a, b] for every b > a: the lower triangles from the upper ones,
+    in 64 x 64 tiles so that the transposed reads stay in cache."""
+    nq, n = state.shape[0], state.shape[1]
+    tile = 64
+    n_tiles = (n + tile - 1) // tile
+    for t in prange(nq * n_tiles):
+        q = t // n_tiles
+        ta = t % n_tiles
+        for tb in range(ta, n_tiles):  # the tiles on and right of the diagonal
+            for a in range(ta * tile, min(n, (ta + 1) * tile)):
+                for b in range(max(a + 1, tb * tile), min(n, (tb + 1) * tile)):
+                    state[q, b, a] = state[q, a, b]
+
+
+@njit(cache=True, parallel=True)
+def largest_correlation(k, limit):
+    """max |rho_ab| = |k_ab| / sqrt(k_aa k_bb) over the pairs a < b (upper triangle) with
+    |rho_ab| <= limit; 0 if there are none. Variances are floored at the smallest normal float."""
+    n = k.shape[0]
+    d = np.empty(n)
+    for a in range(n):
+        d[a] = math.sqrt(max(k[a, a], 2.2250738585072014e-308))
+    row_max = np.zeros(n)
+    for a in prange(n):
+        top = 0.0
+        for b in range(a + 1, n):
+            rho = abs(k[a, b] / d[a] / d[b])
+            if top < rho <= limit:
+                top = rho
+        row_max[a] = top
+    return row_max.max() if n > 0 else 0.0

@@ -13,9 +13,12 @@ Python module of ``@njit(cache=True)`` functions:
   :func:`~fieldnet.numeric.integrators.hermite_tables` projects, per input, the Hermite
   coefficients of factor i at that input's variance (THEORY.md 2.4);
 * ``first_diag``, ``first_pairs``, ``update_diag``, ``update_pairs`` — one layer of the
-  recursion over a dataset: diagonals once per input, then ``prange`` over the pairs a < b
-  (each written to (a, b) and (b, a)); a pair average uses the Mehler series when its tail
-  bound is below ``tol`` and the panel rule otherwise.
+  recursion over a dataset: diagonals once per input, then ``prange`` over rows a and a
+  contiguous inner loop over b > a, written to the upper triangle (a, b) only (the backend
+  mirrors it once it returns a matrix); each driver returns its count of non-finite entries.
+  A pair average uses the Mehler series when its tail bound is below ``tol`` and the panel rule
+  otherwise. Closed forms are printed after sympy's ``cse``: shared subexpressions (sqrt(K_aa),
+  acos(rho), ...) become temporaries t0, t1, ... computed once per pair.
 
 The module is written to fieldnet's cache folder (``$FIELDNET_CACHE_DIR``, default
 ``~/.cache/fieldnet``) under a hash of (activation, parameterization, quantities, generator
@@ -49,8 +52,7 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from fieldnet.numeric.integrators import (RADIUS, graded_breaks, mehler_sum, pair_index, panel_rule, regularise_pair,
-                                          scaled_breaks)
+from fieldnet.numeric.integrators import RADIUS, graded_breaks, mehler_sum, panel_rule, regularise_pair, scaled_breaks
 
 RHO_SERIES = {rho_series!r}  # pairs with |rho| above this go straight to the panel rule
 """
@@ -154,8 +156,8 @@ def _classify_node(node, prog: _Program, names: dict):
             f"{args}, tol, {m})")
 
 
-def _entry_lines(rec, first: bool, q: str, diagonal: bool, prog: _Program) -> list[str]:
-    """Source lines computing the new entry of ``q`` (node values first)."""
+def _entry_lines(rec, first: bool, q: str, diagonal: bool, prog: _Program) -> tuple[list[str], sp.Symbol, sp.Expr]:
+    """(lines computing the expectation nodes, target symbol, expression of the new entry of ``q``)."""
     from fieldnet.symbolic.layers import PAIR
     from fieldnet.symbolic.nodes import LayerQuantity, expectation_nodes
     from fieldnet.symbolic.recursions import LAYER
@@ -180,37 +182,85 @@ def _entry_lines(rec, first: bool, q: str, diagonal: bool, prog: _Program) -> li
         placeholder = sp.Symbol(f"E_{q}_{'d' if diagonal else 'p'}{n}")
         lines.append(f"{placeholder} = {value}")
         expr = expr.xreplace({node: placeholder})
-    target = _Names.state(q, True, "aa" if diagonal else "ab")
-    lines.append(f"{target} = {numba_source(expr)}")
-    return lines
+    return lines, _Names.state(q, True, "aa" if diagonal else "ab"), expr
+
+
+def _shared_subexpressions(targets: list, exprs: list) -> list[str]:
+    """``target = expr`` lines with common subexpressions (sympy's ``cse``) computed once into
+    temporaries t0, t1, ...; a target used by a later expression is substituted first, so a
+    temporary never needs a target that is assigned after it."""
+    full = []
+    for target, expr in zip(targets, exprs):
+        full.append(expr.xreplace(dict(zip(targets[:len(full)], full))))
+    taken = set().union(*(e.free_symbols for e in full))
+    temps, reduced = sp.cse(full, symbols=sp.numbered_symbols("t", exclude=taken), order="none")
+    names, kept = {}, []
+    for t, e in temps:
+        e = e.xreplace(names)
+        if not e.free_symbols:  # a constant such as 1/pi: inlined, the compiler folds it
+            names[t] = e
+        else:
+            kept.append((t, e))
+    reduced = [e.xreplace(names) for e in reduced]
+    # a temporary that is a whole target is named after it (K_new_ab, then Theta_new_ab = ... + K_new_ab)
+    rename, named = {}, set()
+    for target, e in zip(targets, reduced):
+        if e in dict(kept) and e not in rename:
+            rename[e] = target
+            named.add(target)
+    numbered = iter(sp.numbered_symbols("t", exclude=taken))
+    rename |= {t: next(numbered) for t, _ in kept if t not in rename}
+    lines = [f"{rename[t]} = {numba_source(e.xreplace(rename))}" for t, e in kept]
+    return lines + [f"{target} = {numba_source(e.xreplace(rename))}"
+                    for target, e in zip(targets, reduced) if target not in named]
 
 
 def _driver(kind: str, first: bool, quantities: tuple, body: list[str], n_factors: int) -> str:
-    """A per-layer driver: load the state of entry (a, a) or (a, b), run ``body``, store."""
+    """A per-layer driver: load the state of entry (a, a) or (a, b), run ``body``, store, and count
+    non-finite results (the caller turns a count > 0 into a DivergenceError naming the entry).
+
+    Pairs are written to the upper triangle only (new[q, a, b], b > a; the caller mirrors it once
+    it needs the whole matrix): ``prange`` over rows a, inner loop over b > a contiguous in memory.
+    The diagonals are copied into vectors first, so the inner loop reads nothing with stride N."""
     tables = "".join(f", alpha{i}, tails{i}, energy{i}" for i in range(n_factors)) if kind == "pairs" and not first else ""
     name = f"{'first' if first else 'update'}_{kind}"
+    what = "diagonal entries (a, a)" if kind == "diag" else "pairs a < b, written to (a, b) only"
     head = [f"@njit(cache=True{', parallel=True' if kind == 'pairs' else ''})",
             f"def {name}(prev, new, g, C_W, C_b, fan_in, tol{tables}):",
-            f'    """One layer, {"diagonal entries (a, a)" if kind == "diag" else "pairs a < b"}; '
-            f'state arrays are (quantity, N, N) with quantities {quantities}."""',
+            f'    """One layer, {what}; state arrays are (quantity, N, N),',
+            f'    quantities {quantities}. Returns the number of non-finite entries written."""',
             "    n = g.shape[0]"]
+    diag_src = {"g_": "g"} | {f"{q}_": f"prev[{qi}]" for qi, q in enumerate(quantities)} \
+        | {f"{q}_new_": f"new[{qi}]" for qi, q in enumerate(quantities)}
+    load, store = [], []
     if kind == "diag":
-        head += ["    for a in range(n):", "        b = a"]
+        head += ["    nonfinite = 0", "    for a in range(n):", "        b = a"]
+        load += ["g_aa = g[a, a]", "g_ab = g[a, b]", "g_bb = g[b, b]"]
+        for qi, q in enumerate(quantities):
+            load += [f"{q}_aa = prev[{qi}, a, a]", f"{q}_ab = prev[{qi}, a, b]", f"{q}_bb = prev[{qi}, b, b]",
+                     f"{q}_new_aa = new[{qi}, a, a]", f"{q}_new_bb = new[{qi}, b, b]"]
+        store = [f"new[{qi}, a, a] = {q}_new_aa" for qi, q in enumerate(quantities)]
+        finite = " and ".join(f"math.isfinite({q}_new_aa)" for q in quantities)
+        indent = "        "
     else:
-        head += ["    for p in prange(n * (n - 1) // 2):", "        a, b = pair_index(p, n)"]
-    load = ["g_aa = g[a, a]", "g_ab = g[a, b]", "g_bb = g[b, b]"]
-    for qi, q in enumerate(quantities):
-        load += [f"{q}_aa = prev[{qi}, a, a]", f"{q}_ab = prev[{qi}, a, b]", f"{q}_bb = prev[{qi}, b, b]"]
-        load += [f"{q}_new_aa = new[{qi}, a, a]", f"{q}_new_bb = new[{qi}, b, b]"]
-    if kind == "pairs":
-        load += [f"K_aa, K_ab, K_bb = regularise_pair(K_aa, K_ab, K_bb)"] if "K" in quantities else []
-    store = []
-    for qi, q in enumerate(quantities):
-        if kind == "diag":
-            store.append(f"new[{qi}, a, a] = {q}_new_aa")
-        else:
-            store += [f"new[{qi}, a, b] = {q}_new_ab", f"new[{qi}, b, a] = {q}_new_ab"]
-    lines = head + ["        " + line for line in load + body + store]
+        head += [f"    {prefix}diag = np.diag({src})" for prefix, src in diag_src.items()]
+        head += ["    nonfinite = 0",
+                 "    for i in prange(n - 1):",
+                 "        # rows in the order 0, n-2, 1, n-3, ...: a long row next to a short one, so that",
+                 "        # prange's equal blocks of iterations hold equal numbers of pairs",
+                 "        a = i // 2 if i % 2 == 0 else n - 2 - i // 2",
+                 "        for b in range(a + 1, n):"]
+        load += ["g_aa = g_diag[a]", "g_ab = g[a, b]", "g_bb = g_diag[b]"]
+        for qi, q in enumerate(quantities):
+            load += [f"{q}_aa = {q}_diag[a]", f"{q}_ab = prev[{qi}, a, b]", f"{q}_bb = {q}_diag[b]",
+                     f"{q}_new_aa = {q}_new_diag[a]", f"{q}_new_bb = {q}_new_diag[b]"]
+        if "K" in quantities:
+            load += ["K_aa, K_ab, K_bb = regularise_pair(K_aa, K_ab, K_bb)"]
+        store = [f"new[{qi}, a, b] = {q}_new_ab" for qi, q in enumerate(quantities)]
+        finite = " and ".join(f"math.isfinite({q}_new_ab)" for q in quantities)
+        indent = "            "
+    store += [f"if not ({finite}):", "    nonfinite += 1"]
+    lines = head + [indent + line for line in load + body + store] + ["    return nonfinite"]
     return "\n".join(lines) + "\n"
 
 
@@ -222,10 +272,13 @@ def generate_source(rec, quantities: tuple, rho_series: float = 0.9) -> str:
     bodies = {}
     for first in (True, False):
         for diagonal in (True, False):
-            lines = []
+            lines, targets, exprs = [], [], []
             for q in quantities:
-                lines += _entry_lines(rec, first, q, diagonal, prog)
-            bodies[(first, diagonal)] = lines
+                node_lines, target, expr = _entry_lines(rec, first, q, diagonal, prog)
+                lines += node_lines
+                targets.append(target)
+                exprs.append(expr)
+            bodies[(first, diagonal)] = lines + _shared_subexpressions(targets, exprs)
     title = f"{rec.name}: phi(x) = {rec.activation.expr if rec.activation else 'phi(x)'}; " \
             f"{rec.parameterization} parameterization; quantities {', '.join(quantities)}"
     out = [HEADER.format(title=title, rho_series=rho_series)]

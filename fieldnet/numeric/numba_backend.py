@@ -1,10 +1,13 @@
 """The default numeric backend: the lowered (numba-compiled) mean-field recursion over a dataset.
 
 Per layer: the diagonal entries K_aa, Theta_aa once per input; then, per input, the Hermite
-coefficients of each factor of the pair averages at that input's variance; then all pairs a < b
-in parallel (``prange``), each written to (a, b) and (b, a) — the Gram matrices are exactly
-symmetric. Memory: two float64 working layers of (quantities, N, N) plus the returned arrays
-((L+1, N, N) per quantity, or (N, N) with ``last_only``).
+coefficients of each factor of the pair averages at that input's variance (only for activations
+whose pair averages have no closed form); then all pairs a < b in parallel (``prange`` over
+rows), written to the upper triangle (a, b). The lower triangle is filled by mirroring when a
+whole matrix is returned, so the Gram matrices are exactly symmetric. The drivers count
+non-finite entries as they write them; a count > 0 raises a DivergenceError naming the entry.
+Memory: two float64 working layers of (quantities, N, N) plus the returned arrays ((L+1, N, N)
+per quantity, or (N, N) with ``last_only``).
 
 Accuracy contract (tested against mpmath, :mod:`tests.test_lowering`): every Gaussian average is
 computed to ``tol`` (default 1e-13) relative to the integrand's scale E|f| (panel rules) or
@@ -21,7 +24,7 @@ import numpy as np
 
 from fieldnet.errors import DivergenceError, ParameterError
 from fieldnet.numeric.codegen import LoweringError
-from fieldnet.numeric.integrators import coefficient_nodes, hermite_tables
+from fieldnet.numeric.integrators import coefficient_nodes, hermite_tables, largest_correlation, mirror_upper
 from fieldnet.numeric.lowering import lower_mean_field
 
 DEFAULT_TOL = 1e-13
@@ -34,12 +37,9 @@ class LoweringWarning(UserWarning):
 
 def series_length(prev_k: np.ndarray, rho_series: float, tol: float) -> int:
     """Hermite coefficients needed for the pairs that take the series path: |rho|^M <= tol for
-    the largest |rho| <= ``rho_series`` among them (the tail bound decides per pair)."""
-    d = np.sqrt(np.maximum(np.diag(prev_k), np.finfo(float).tiny))
-    rho = np.abs(prev_k / d[:, None] / d[None, :])
-    np.fill_diagonal(rho, 0.0)
-    eligible = rho[rho <= rho_series]
-    top = float(eligible.max()) if eligible.size else 0.0
+    the largest |rho| <= ``rho_series`` among them (the tail bound decides per pair). Reads the
+    diagonal and the upper triangle of ``prev_k`` only."""
+    top = largest_correlation(prev_k, rho_series)
     if top <= 0.0:
         return 2
     return int(min(MAX_COEFFICIENTS, max(2, math.ceil(math.log(tol) / math.log(top)) + 2)))
@@ -81,40 +81,48 @@ class NumbaBackend:
         keep_all = not last_only
         out = np.empty((nq, n_layers, n, n), dtype=self.dtype) if keep_all else None
         g = np.ascontiguousarray(gram, dtype=np.float64)
-        series_pairs = 0
         for index, params in enumerate(layer_params):
             cw, cb = float(params["C_W"]), float(params["C_b"])
             fan_in = math.nan if params.get("fan_in") is None else float(params["fan_in"])
             if index == 0:
-                mod.first_diag(prev, new, g, cw, cb, fan_in, self.tol)
-                mod.first_pairs(prev, new, g, cw, cb, fan_in, self.tol)
+                nonfinite = mod.first_diag(prev, new, g, cw, cb, fan_in, self.tol)
+                nonfinite += mod.first_pairs(prev, new, g, cw, cb, fan_in, self.tol)
             else:
-                kdiag = np.ascontiguousarray(np.diag(prev[0]))
-                n_coef = series_length(prev[0], mod.RHO_SERIES, self.tol)
                 tables = []
+                if mod.N_FACTORS:
+                    kdiag = np.ascontiguousarray(np.diag(prev[0]))
+                    n_coef = series_length(prev[0], mod.RHO_SERIES, self.tol)
                 for i in range(mod.N_FACTORS):
                     zs, xs, ws, offsets = coefficient_nodes(kdiag, getattr(mod, f"BREAKS_F{i}"), n_coef)
                     alpha, tails, energy = np.empty((n, n_coef)), np.empty((n, n_coef)), np.empty(n)
                     hermite_tables(getattr(mod, f"values_{i}")(zs), xs, ws, offsets, n_coef, alpha, tails, energy)
                     tables += [alpha, tails, energy]
-                mod.update_diag(prev, new, g, cw, cb, fan_in, self.tol)
-                mod.update_pairs(prev, new, g, cw, cb, fan_in, self.tol, *tables)
-            _check_finite(new, wanted, index + 1)
+                nonfinite = mod.update_diag(prev, new, g, cw, cb, fan_in, self.tol)
+                nonfinite += mod.update_pairs(prev, new, g, cw, cb, fan_in, self.tol, *tables)
+            if nonfinite:
+                _raise_nonfinite(new, wanted, index + 1)
             if keep_all:
+                mirror_upper(new)
                 out[:, index] = new
             prev, new = new, prev
         self.stats = {"layers": n_layers, "pairs": n * (n - 1) // 2}
         if keep_all:
             return {q: out[i] for i, q in enumerate(wanted)}
+        mirror_upper(prev)
         return {q: prev[i].astype(self.dtype, copy=self.dtype != np.float64) for i, q in enumerate(wanted)}
 
 
-def _check_finite(state: np.ndarray, quantities: tuple, layer: int) -> None:
+def _raise_nonfinite(state: np.ndarray, quantities: tuple, layer: int) -> None:
+    """DivergenceError naming the quantity and the first non-finite entry of the diagonal or the
+    upper triangle of ``state`` (the drivers counted at least one)."""
     names = {"K": "NNGP kernel K", "Theta": "NTK Theta"}
+    upper = np.triu(np.ones(state.shape[1:], dtype=bool))
     for i, q in enumerate(quantities):
-        bad = ~np.isfinite(state[i])
+        bad = ~np.isfinite(state[i]) & upper
         if bad.any():
             a, b = (int(v) for v in np.argwhere(bad)[0])
-            where = f"input {a}" if a == b else f"inputs {min(a, b)}, {max(a, b)}"
+            where = f"input {a}" if a == b else f"inputs {a}, {b}"
             raise DivergenceError(f"{names[q]} is not finite at layer {layer} ({where}): the Gaussian average "
                                   "diverges or overflows float64 — reduce the depth or the variances")
+    raise DivergenceError(f"a kernel entry is not finite at layer {layer}: the Gaussian average diverges or "
+                          "overflows float64 — reduce the depth or the variances")
