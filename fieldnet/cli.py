@@ -8,6 +8,7 @@
     fieldnet derivations [--out derivations] [--check]
     fieldnet finite-width --inputs X.npy --activation tanh --depth 3 --weight-var 1 --out FW.npz [--ntk]
     fieldnet criticality --activation tanh [--weight-var 2.5] [--bias-var 0.1] [--json] [--plot FILE.png]
+    fieldnet recurrent --inputs X.npy --activation tanh --steps 4 --weight-var 1.5 --bias-var 0.1 --out C.npz
 
 Errors (missing file, wrong shape, NaN, negative variance, unknown activation) end the command
 with exit status 2 and one line on stderr, never a traceback.
@@ -110,6 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "(L+1, N, N, N, N): A[l,a,b,c,d] = A_(ab)(cd), D[l,a,b,c,d] = D_(ab),(cd), B and F in the order "
                    "[l, a1, a3, a2, a4]")
     p.add_argument("--out", required=True, help="OUT.npz with float64 K0, K1 (L+1, N, N) and V (L+1, N, N, N, N)")
+    _add_recurrent_parser(sub)
     return parser
 
 
@@ -272,6 +274,45 @@ def _cmd_finite_width(args):
 COMMANDS = {"kernel": _cmd_kernel, "lower": _cmd_lower, "derive": _cmd_derive, "latex": _cmd_latex,
             "derivations": _cmd_derivations, "demo": _cmd_demo, "criticality": _cmd_criticality}
 COMMANDS["finite-width"] = _cmd_finite_width
+
+
+# ---------------------------------------------------------------- fieldnet recurrent (THEORY.md section 7)
+
+def _add_recurrent_parser(sub):
+    p = sub.add_parser("recurrent", help="two-time kernels C0, C1 of a shared-weight RNN or its deep counterpart")
+    p.add_argument("--inputs", required=True,
+                   help="X.npy: (N, n_0) with --input-mode first, (N, T+1, n_0) with --input-mode every")
+    p.add_argument("--activation", required=True, help="tanh, erf, linear, ... (C1 needs a smooth activation)")
+    p.add_argument("--steps", type=int, required=True, help="T: arrays hold h^0 .. h^T")
+    p.add_argument("--weight-var", type=float, default=1.0, help="C_W (W_ij ~ N(0, C_W/n))")
+    p.add_argument("--bias-var", type=float, default=0.0, help="C_b (b_i ~ N(0, C_b))")
+    p.add_argument("--input-var", type=float, default=1.0, help="C_U (U_ik ~ N(0, C_U/n_0))")
+    p.add_argument("--architecture", choices=("recurrent", "deep"), default="recurrent")
+    p.add_argument("--input-mode", choices=("first", "every"), default="first")
+    p.add_argument("--mean-field-only", action="store_true", help="write C0 only (e.g. for relu, whose C1 needs deltas)")
+    p.add_argument("--out", required=True, help="OUT.npz with float64 C0, C1 of shape (T+1, T+1, N, N)")
+
+
+def _cmd_recurrent(args):
+    from fieldnet.analysis.recurrent import recurrent_finite_width, recurrent_kernel
+    from fieldnet.spec import RecurrentNetwork
+
+    X = _load_inputs(args.inputs)
+    out = Path(args.out)
+    if not out.parent.exists():
+        raise CliError(f"--out: folder {out.parent} does not exist")
+    net = RecurrentNetwork(args.activation, args.steps, args.weight_var, args.bias_var, args.input_var,
+                           args.input_mode, args.architecture)
+    result = recurrent_kernel(net, X) if args.mean_field_only else recurrent_finite_width(net, X)
+    result.save(out)
+    keys = "C0" if args.mean_field_only else "C0, C1"
+    print(f"wrote {out}: {keys}, float64, shape {result.C0.shape} [s, t, a, b] ({net.describe()}); "
+          "E[(1/n) sum_i h^s_{i;a} h^t_{i;b}] = C0 + C1/n + O(1/n^2)")
+
+
+COMMANDS["recurrent"] = _cmd_recurrent
+_FLAG_NAMES.update({"steps": "--steps", "input_var": "--input-var", "input_mode": "--input-mode",
+                    "architecture": "--architecture"})
 
 
 def _flagify(message: str) -> str:

@@ -193,3 +193,42 @@ def test_kinked_activation_c1_raises_where_a_delta_function_remains():
     """ReLU: the a-term needs d/dC of four-variable averages, i.e. delta functions without a closed form."""
     with pytest.raises(DivergenceError, match="delta function"):
         recurrent_finite_width(RecurrentNetwork("relu", 3, 2.0, 0.1, 1.0), X1)
+
+
+# ---------------------------------------------------------------- CLI
+
+def test_cli_writes_the_api_arrays(tmp_path, capsys):
+    from fieldnet.cli import main
+
+    np.save(tmp_path / "X.npy", X2)
+    out = tmp_path / "C.npz"
+    assert main(["recurrent", "--inputs", str(tmp_path / "X.npy"), "--activation", "tanh", "--steps", "2",
+                 "--weight-var", "1.5", "--bias-var", "0.1", "--input-var", "1.2", "--out", str(out)]) == 0
+    assert "C0 + C1/n" in capsys.readouterr().out
+    data = np.load(out)
+    ref = recurrent_finite_width(RecurrentNetwork("tanh", 2, 1.5, 0.1, 1.2), X2)
+    assert data["C0"].dtype == np.float64 and data["C1"].shape == (3, 3, 2, 2)
+    np.testing.assert_array_equal(data["C0"], ref.C0)
+    np.testing.assert_allclose(data["C1"], ref.C1, rtol=1e-12, atol=1e-15)
+
+
+def test_cli_every_step_input_and_errors(tmp_path, capsys):
+    from fieldnet.cli import main
+
+    Xe = np.random.default_rng(0).normal(size=(2, 3, 4))
+    np.save(tmp_path / "Xe.npy", Xe)
+    out = tmp_path / "C.npz"
+    args = ["recurrent", "--inputs", str(tmp_path / "Xe.npy"), "--activation", "relu", "--steps", "2",
+            "--weight-var", "2", "--architecture", "deep", "--input-mode", "every", "--mean-field-only", "--out", str(out)]
+    assert main(args) == 0
+    data = np.load(out)
+    assert set(data.files) == {"C0"}
+    np.testing.assert_array_equal(data["C0"], recurrent_kernel(
+        RecurrentNetwork("relu", 2, 2.0, 0.0, 1.0, "every", "deep"), Xe).C0)
+    capsys.readouterr()
+    assert main(args[:-5] + ["--input-mode", "first", "--out", str(out)]) == 2       # a 3-D X with input first
+    assert "--inputs" in capsys.readouterr().err
+    bad = args.copy()
+    bad[bad.index("--steps") + 1] = "0"
+    assert main(bad) == 2
+    assert "--steps: must be >= 1" in capsys.readouterr().err
