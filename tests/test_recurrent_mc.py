@@ -45,14 +45,10 @@ def _check(net, X, n_networks, seed, entries="all"):
     fluct = np.abs(aux.slope - theory.Caux1) <= SIGMAS * aux.slope_se + 1e-12
     assert np.all(fluct), (aux.slope, theory.Caux1)
     var = scan.fit("C_var", order=1)                # n Var(C_tt[h]) -> Sigma_(tt)(tt)
-    T1, N = net.steps + 1, X.shape[0] if net.input_mode == "first" else X.shape[0]
-    sig = np.zeros((T1, N))
-    for t in range(1, T1):
-        for a in range(N):
-            v = t * N + a
-            m = theory.coordinates.index((v, v))
-            sig[t, a] = theory.Sigma[m, m]
+    sig = theory.sigma_diagonal()
     assert np.all(np.abs(var.intercept - sig) <= SIGMAS * var.intercept_se + 1e-12), (var.intercept, sig)
+    qvar = scan.fit("Q_var", order=2)               # n Var((1/n)|h_t|^2), THEORY 7.5 (**)
+    assert np.all(np.abs(qvar.intercept - theory.Q_var) <= SIGMAS * qvar.intercept_se), (qvar.intercept, theory.Q_var)
     return theory, fit
 
 

@@ -139,7 +139,9 @@ class RecurrentResult:
     C1 : its 1/n coefficient for that same observable (None from :func:`recurrent_kernel`).
     Caux1 : the 1/n coefficient of the mean of the conditional covariance C[h] (THEORY.md 7.5 (*)); zero on
         constant entries. C1 - Caux1 is the conditional-mean gap, zero in the deep net.
-    Sigma : n times the covariance of the fluctuating entries of C[h], over ``coordinates`` (pairs of variables).
+    Sigma : n times the covariance of the fluctuating entries of C[h], over ``coordinates`` (pairs of variables
+        v = t N + a); :meth:`sigma_diagonal` gives n Var(C[h]_{(t,a),(t,a)}) as (T+1, N).
+    Q_var : (T+1, N), n Var((1/n) sum_i (h^t_{i;a})^2) at leading order (THEORY.md 7.5 (**)).
     """
 
     network: RecurrentNetwork
@@ -148,6 +150,17 @@ class RecurrentResult:
     Caux1: np.ndarray | None = None
     Sigma: np.ndarray | None = None
     coordinates: tuple | None = None
+    Q_var: np.ndarray | None = None
+
+    def sigma_diagonal(self) -> np.ndarray:
+        """n Var(C[h]_{(t,a),(t,a)}) as (T+1, N) (0 at t = 0, where C is a constant)."""
+        require(self.Sigma is not None, "Sigma", "not computed (use recurrent_finite_width)")
+        T1, N = self.C0.shape[0], self.C0.shape[2]
+        out = np.zeros((T1, N))
+        for m, (v, w) in enumerate(self.coordinates):
+            if v == w:
+                out[v // N, v % N] = self.Sigma[m, m]
+        return out
 
     def corrected(self, n) -> np.ndarray:
         """C0 + C1 / n."""
@@ -376,10 +389,13 @@ def _noise_loop(act, co: _Coordinates, C, cw, cb, R):
     return a
 
 
-def _conditional_mean_gap(act, co: _Coordinates, C, cw, cb, R) -> np.ndarray:
-    """b_vw = sum_{u,z} d/dC^z Cov(h_v h_w, psi^u) R_zu over all variable pairs (D, D) (module docstring)."""
+def _conditional_mean_gap(act, co: _Coordinates, C, cw, cb, R, Sigma):
+    """(b, qvar): b_vw = sum_{u,z} d/dC^z Cov(h_v h_w, psi^u) R_zu over all variable pairs (D, D) (module docstring),
+    and qvar_v = n Var((1/n)|h_v|^2) at leading order, THEORY.md 7.5 (**) with O = h_v^2:
+    2 C_vv^2 + Sigma_cc + 2 sum_u R_cu Cov(psi^u, h_v^2), c = {v, v} (the last two only where c fluctuates)."""
     D, M = co.D, co.M
     b = np.zeros((D, D))
+    cov_psi_o = np.zeros((M, D))                    # Cov(psi^u, h_v^2)
     for diagonal in (True, False):
         us = np.array([u for u in range(M) if (co.prev[u, 0] == co.prev[u, 1]) == diagonal], dtype=np.int64)
         if us.size == 0:
@@ -393,23 +409,30 @@ def _conditional_mean_gap(act, co: _Coordinates, C, cw, cb, R) -> np.ndarray:
         dH = np.zeros((us.size, k, k))
         subs = fw.sub_pairs(*labels)
         # Delta^u restricted to the coordinates among vars(u): the response of C_z to noise at u
-        dz = {z: np.where(co.index[vars_[:, labels.index(z[0])], vars_[:, labels.index(z[1])]] >= 0,
-                          R[np.maximum(co.index[vars_[:, labels.index(z[0])], vars_[:, labels.index(z[1])]], 0), us], 0.0)
-              for z in subs}
+        dz = {}
+        for z in subs:
+            idx = co.index[vars_[:, labels.index(z[0])], vars_[:, labels.index(z[1])]]
+            dz[z] = np.where(idx >= 0, R[np.maximum(idx, 0), us], 0.0)
         for i in range(k):
             for j in range(i, k):
                 h = temps[("H", labels[i], labels[j])](state, us.size)
                 H[:, i, j] = H[:, j, i] = h
                 d = sum(temps[("dH", labels[i], labels[j], z)](state, us.size) * dz[z] for z in subs)
                 dH[:, i, j] = dH[:, j, i] = d
+        nz = co.index >= 0
         for row, u in enumerate(us):
             V = vars_[row]
             delta = np.zeros((D, D))
-            nz = co.index >= 0
             delta[nz] = R[co.index[nz], u]
             A = delta[:, V] @ H[row] @ C[V, :]
             b += A + A.T + C[:, V] @ dH[row] @ C[V, :]
-    return b
+            cov_psi_o[u] = np.einsum("vk,km,vm->v", C[:, V], H[row], C[:, V])
+    qvar = 2 * np.diag(C) ** 2
+    for v in range(D):
+        c = co.index[v, v]
+        if c >= 0:
+            qvar[v] += Sigma[c, c] + 2 * R[c] @ cov_psi_o[:, v]
+    return b, qvar
 
 
 def recurrent_finite_width(network: RecurrentNetwork, X) -> RecurrentResult:
@@ -434,10 +457,75 @@ def recurrent_finite_width(network: RecurrentNetwork, X) -> RecurrentResult:
     aux_full = np.zeros((co.D, co.D))
     nz = co.index >= 0
     aux_full[nz] = aux[co.index[nz]]
-    gap = _conditional_mean_gap(act, co, C, cw, cb, R)
+    gap, qvar = _conditional_mean_gap(act, co, C, cw, cb, R, Sigma)
     C1 = aux_full + gap
     for name, arr in (("C1", C1), ("Sigma", Sigma)):
         if not np.all(np.isfinite(arr)):
             raise DivergenceError(f"{name} is not finite: a Gaussian average in the one-loop terms diverges")
     tm = lambda full: to_time_major(full, T1, N)
-    return RecurrentResult(network, tm(C), tm(C1), tm(aux_full), Sigma, tuple(co.pairs))
+    return RecurrentResult(network, tm(C), tm(C1), tm(aux_full), Sigma, tuple(co.pairs), qvar.reshape(T1, N))
+
+
+# ---------------------------------------------------------------- deep versus recurrent: how fast each converges
+
+@dataclass(frozen=True)
+class ConvergenceComparison:
+    """1/n coefficients of one input's single-time statistics, recurrent vs deep, on a grid of C_W (rows) and
+    t = 1 .. T (columns); arrays (len(weight_vars), T).
+
+    c1_* : the 1/n coefficient of E[(1/n)|h^t|^2] (the issue's C1[t, t, 0, 0]); relative deviation at width n is c1/(n C0)
+    sigma_* : n Var(C[h]_tt), the run-to-run fluctuation of the conditional variance (the next step's readout kernel)
+    qvar_* : n Var((1/n)|h^t|^2)
+    """
+
+    activation: str
+    bias_var: float
+    input_var: float
+    weight_vars: np.ndarray
+    steps: np.ndarray
+    C0: np.ndarray
+    c1_recurrent: np.ndarray
+    c1_deep: np.ndarray
+    sigma_recurrent: np.ndarray
+    sigma_deep: np.ndarray
+    qvar_recurrent: np.ndarray
+    qvar_deep: np.ndarray
+
+    @property
+    def c1_ratio(self) -> np.ndarray:
+        """|c1_recurrent| / |c1_deep| (inf where the deep coefficient vanishes)."""
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.abs(self.c1_recurrent) / np.abs(self.c1_deep)
+
+    @property
+    def sigma_ratio(self) -> np.ndarray:
+        return self.sigma_recurrent / self.sigma_deep
+
+    @property
+    def qvar_ratio(self) -> np.ndarray:
+        return self.qvar_recurrent / self.qvar_deep
+
+
+def convergence_comparison(activation, weight_vars, steps: int, bias_var: float, input_var: float = 1.0,
+                           x=None) -> ConvergenceComparison:
+    """Recurrent vs deep 1/n coefficients for one input ``x`` (n_0-vector; default (1, 0.5, -0.3)), input at the
+    first step, at every C_W in ``weight_vars`` and every t = 1 .. ``steps`` (one T-step computation per C_W and
+    architecture: the coefficients at time t do not depend on later steps)."""
+    x = np.array([1.0, 0.5, -0.3]) if x is None else np.asarray(x, dtype=float).ravel()
+    X = x[None, :]
+    cws = np.atleast_1d(np.asarray(weight_vars, dtype=float))
+    shape = (cws.size, int(steps))
+    out = {k: np.zeros(shape) for k in ("C0", "c1r", "c1d", "sr", "sd", "qr", "qd")}
+    for i, cw in enumerate(cws):
+        res = {}
+        for arch in ("recurrent", "deep"):
+            res[arch] = recurrent_finite_width(RecurrentNetwork(activation, steps, cw, bias_var, input_var,
+                                                                "first", arch), X)
+        r, d = res["recurrent"], res["deep"]
+        diag = lambda a: np.array([a[t, t, 0, 0] for t in range(1, steps + 1)])
+        out["C0"][i], out["c1r"][i], out["c1d"][i] = diag(r.C0), diag(r.C1), diag(d.C1)
+        out["sr"][i], out["sd"][i] = r.sigma_diagonal()[1:, 0], d.sigma_diagonal()[1:, 0]
+        out["qr"][i], out["qd"][i] = r.Q_var[1:, 0], d.Q_var[1:, 0]
+    name = RecurrentNetwork(activation).activation.name
+    return ConvergenceComparison(name, float(bias_var), float(input_var), cws, np.arange(1, steps + 1), out["C0"],
+                                 out["c1r"], out["c1d"], out["sr"], out["sd"], out["qr"], out["qd"])
