@@ -27,6 +27,10 @@ from fieldnet.analysis.criticality import (CriticalLine, SignalPropagation, crit
                                            critical_weight_var, fixed_point_c, fixed_point_q, signal_propagation)
 from fieldnet.analysis.universality import UniversalityClass, universality_class
 from fieldnet.analysis.jacobians import PartialJacobians, partial_jacobians
+from fieldnet.spec import RecurrentNetwork
+from fieldnet.symbolic.recurrent import recurrent_mean_field_recursion
+from fieldnet.analysis.recurrent import (ConvergenceComparison, RecurrentResult, convergence_comparison,
+                                         recurrent_finite_width, recurrent_kernel)
 
 __all__ = [
     "Activation", "ActivationError", "DeepNetwork", "DivergenceError", "FieldnetError", "GaussianExpectation",
@@ -36,4 +40,6 @@ __all__ = [
     "critical_weight_var", "fixed_point_c", "fixed_point_q", "partial_jacobians", "signal_propagation",
     "universality_class", "FiniteWidthResult", "finite_width", "finite_width_recursion",
     "ntk_finite_width_recursion", "kstar_zero_asymptotics", "scale_invariant_solution",
+    "RecurrentNetwork", "RecurrentResult", "recurrent_kernel", "recurrent_finite_width", "recurrent_mean_field_recursion",
+    "ConvergenceComparison", "convergence_comparison",
 ]
