@@ -24,14 +24,24 @@ Two-point function and four-point vertex (pairs P = (a1 a2), Q = (a3 a4)):
 * ``kurtosis`` (one input a) = E z^4 / (E z^2)^2 - 3 = 3 (E hat G_aa^2 / (E hat G_aa)^2 - 1) (z | hat G is
   Gaussian); ``kurtosis_direct`` = mean z^4 / (mean z^2)^2 - 3 over neurons and networks.
 
-NTK (``ntk=True``; one input a at a time, arrays (L+1, N)); H_{ij} is the NTK of neurons i, j of layer l
-(rates as in deep.py), computed by backpropagation for the first P = ``ntk_neurons`` neurons:
+NTK (``ntk=True``, every input pair); H_{ij;ab} is the NTK of neurons i, j of layer l on inputs a, b (rates as
+in deep.py), computed by backpropagation for the first P = ``ntk_neurons`` neurons. With n = n_{l-1}, i != j
+(estimated from the P (P - 1) ordered neuron pairs of each network) and the index orders of
+:class:`fieldnet.analysis.finite_width.FiniteWidthResult` (THEORY.md sec. 5.1, 5.3):
 
-* ``Theta`` = E H_ii (= Theta + H1 / n_{l-1} + O(1/n^2)).
-* ``A`` = n_{l-1} Cov(H_ii, H_jj), ``B`` = n_{l-1} E[H_ij^2], ``F`` = n_{l-1} E[H_ij z_i z_j] (i != j, from the
-  P (P - 1) ordered pairs of one network), ``D`` = n_{l-1} Cov(H_ii, z_j^2) = n_{l-1} Cov(mean_i H_ii, hat G)
-  (exact: given layer l-1, z_j is independent of H_ii), THEORY.md sec. 5.1.
-* ``ntk_variance`` = n_{l-1} Var(H_ii) (-> A + 2B), ``ntk_relative_variance`` = Var(H_ii) / (E H_ii)^2.
+* ``Theta`` (L+1, N, N) = E H_ii;ab (= Theta + H1 / n + O(1/n^2)).
+* ``A`` (L+1, N, N, N, N): A[l-1, a, b, c, d] = n Cov(H_ii;ab, H_jj;cd).
+* ``D`` (L+1, N, N, N, N): D[l-1, a, b, c, d] = n Cov(H_ii;ab, z_j;c z_j;d) = n Cov(mean_i H_ii;ab, hat G_cd)
+  (exact: given layer l-1, z_j is independent of H_ii).
+* ``B`` (L+1, N, N, N, N): B[l-1, a1, a3, a2, a4] = n E[H_ij;a1a2 H_ij;a3a4].
+* ``F`` (L+1, N, N, N, N): F[l-1, a1, a3, a2, a4] = n E[H_ij;a1a2 z_i;a3 z_j;a4].
+* ``ntk_covariance`` (L+1, N, N, N, N) = n Cov(H_ii;ab, H_ii;cd) (-> A_(ab)(cd) + B_acbd + B_adbc);
+  ``ntk_variance`` (L+1, N) = n Var(H_ii;aa) (-> A + 2B per input), ``ntk_relative_variance`` (L+1, N) =
+  Var(H_ii;aa) / (E H_ii;aa)^2.
+
+Per-network statistics (``samples``, axis 0 networks, axis 1 layers; pairs in np.triu_indices order): t1 = mean_i
+H_ii;P, t2 = mean_i H_ii;P H_ii;Q, c = mean_{i != j} H_ii;P H_jj;Q, b[a1, a2, a3, a4] = mean_{i != j} H_ij;a1a2
+H_ij;a3a4, f[a1, a2, a3, a4] = mean_{i != j} H_ij;a1a2 z_i;a3 z_j;a4.
 
 Layer 1 is deterministic (hat G^(1) = K^(1), H^(1)_ij = delta_ij Theta^(1)): its fluctuation statistics are
 exactly 0 with standard error 0. A quantity constant across networks likewise gets covariance 0 exactly.
@@ -57,7 +67,7 @@ from fieldnet.spec import DeepNetwork
 
 #: statistics that :meth:`FiniteWidthScan.fit` accepts (``name`` -> attribute, ``name_se``)
 FIT_QUANTITIES = ("G", "G_direct", "V", "V_cross", "kurtosis", "kurtosis_direct", "Theta", "A", "B", "D", "F",
-                  "ntk_variance", "ntk_relative_variance")
+                  "ntk_covariance", "ntk_variance", "ntk_relative_variance")
 
 
 @dataclass(frozen=True)
@@ -65,7 +75,9 @@ class FiniteWidthMoments:
     """Finite-width estimates for layers l = 1 .. L+1 (index l - 1); each ``X`` has a standard error ``X_se``.
 
     Shapes: G, G_direct (L+1, N, N); V, V_cross (L+1, N, N, N, N); kurtosis, kurtosis_direct (L+1, N);
-    NTK statistics (L+1, N) (one input at a time), None unless ``ntk``. ``widths`` = (n_0, .., n_{L+1}),
+    NTK statistics (None unless ``ntk``): Theta (L+1, N, N); A, B, D, F, ntk_covariance (L+1, N, N, N, N), index
+    orders as in fieldnet.analysis.finite_width (B, F: [l, a1, a3, a2, a4]); ntk_variance, ntk_relative_variance
+    (L+1, N), per input. ``widths`` = (n_0, .., n_{L+1}),
     ``fan_in[l-1]`` = n_{l-1}. Definitions: module docstring.
     """
 
@@ -95,6 +107,8 @@ class FiniteWidthMoments:
     D_se: np.ndarray | None = None
     F: np.ndarray | None = None
     F_se: np.ndarray | None = None
+    ntk_covariance: np.ndarray | None = None
+    ntk_covariance_se: np.ndarray | None = None
     ntk_variance: np.ndarray | None = None
     ntk_variance_se: np.ndarray | None = None
     ntk_relative_variance: np.ndarray | None = None
@@ -115,30 +129,31 @@ class FiniteWidthMoments:
 # per-network statistics of one chunk
 
 
-def _ntk_blocks(l: int, hg_diag: list, dh: list, weights: list, layers: list[_Layer], P: int, B: int):
-    """H^(l)_{pq;aa} for neurons p, q < P of layer l and every input a: (B, P, P, N).
+def _ntk_blocks(l: int, grams: list, dh: list, weights: list, layers: list[_Layer], P: int, B: int):
+    """H^(l)_{pq;ab} for neurons p, q < P of layer l and every input pair a, b: (B, P, P, N, N).
 
-    H_pq;aa = sum_{m<=l} (delta^(m)_{p;a} . delta^(m)_{q;a}) [lambda_b^(m) + lambda_W^(m) |phi^(m-1)_a|^2 / n_{m-1}],
-    delta^(l)_p = e_p (deep.py's backpropagation, kept per neuron pair instead of averaged over p = q).
+    H_pq;ab = sum_{m<=l} (delta^(m)_{p;a} . delta^(m)_{q;b}) [lambda_b^(m) + lambda_W^(m) phi^(m-1)_a . phi^(m-1)_b / n_{m-1}],
+    delta^(l)_p = e_p (deep.py's backpropagation, kept per neuron pair and input pair instead of averaged over p = q);
+    ``grams[m]`` = phi^(m)_a . phi^(m)_b / n_m.
     """
     lay = layers[l - 1]
-    N = hg_diag[0].shape[-1]
-    own = np.broadcast_to(lay.lam_b + lay.lam_w * hg_diag[l - 1], (B, N))
-    H = np.zeros((B, P, P, N))
+    N = grams[0].shape[-1]
+    own = np.broadcast_to(lay.lam_b + lay.lam_w * grams[l - 1], (B, N, N))
+    H = np.zeros((B, P, P, N, N))
     idx = np.arange(P)
-    H[:, idx, idx, :] = own[:, None, :]
+    H[:, idx, idx] = own[:, None]
     if l == 1:
         return H
     w_l = weights[l - 1][0]
     delta = lay.scale_w * w_l[:, :P, None, :] * dh[l - 1][:, None, :, :]          # (B, P, N, n_{l-1})
     for m in range(l - 1, 0, -1):
-        d = np.swapaxes(delta, 1, 2)                                               # (B, N, P, n_m)
-        s = np.moveaxis(d @ np.swapaxes(d, -1, -2), 1, -1)                         # (B, P, P, N)
-        rate = layers[m - 1].lam_b + layers[m - 1].lam_w * hg_diag[m - 1]          # (B or 1, N)
-        H += s * np.broadcast_to(rate, (B, N))[:, None, None, :]
+        Pn, Nn, n_m = delta.shape[1:]
+        flat = delta.reshape(B, Pn * Nn, n_m)
+        s = (flat @ np.swapaxes(flat, -1, -2)).reshape(B, Pn, Nn, Pn, Nn).transpose(0, 1, 3, 2, 4)   # (B, P, P, N, N)
+        rate = layers[m - 1].lam_b + layers[m - 1].lam_w * grams[m - 1]          # (B or 1, N, N)
+        H += s * np.broadcast_to(rate, (B, N, N))[:, None, None]
         if m > 1:
-            Pn, Nn, n_m = delta.shape[1:]
-            back = delta.reshape(B, Pn * Nn, n_m) @ weights[m - 1][0]
+            back = flat @ weights[m - 1][0]
             delta = layers[m - 1].scale_w * back.reshape(B, Pn, Nn, -1) * dh[m - 1][:, None, :, :]
     return H
 
@@ -151,12 +166,9 @@ def _chunk_statistics(X, generators, buffers, layers, phi, dphi, P, cross_check)
     N = X.shape[0]
     iu = np.triu_indices(N)
     out = {k: [] for k in ("ghat", "gdir", "z2", "z4", "q", "t1", "t2", "c", "b", "f")}
-    hg_diag = []
-    for m, hm in enumerate(h):                                   # |phi^(m)_a|^2 / n_m, m = 0 .. L
-        hg_diag.append(np.einsum("...ak,...ak->...a", hm, hm) / hm.shape[-1])
+    grams = [hm @ np.swapaxes(hm, -1, -2) / hm.shape[-1] for hm in h]   # phi^(m)_a . phi^(m)_b / n_m, m = 0 .. L
     for l, lay in enumerate(layers, start=1):
-        hm = h[l - 1]
-        gram = hm @ np.swapaxes(hm, -1, -2) / hm.shape[-1]
+        gram = grams[l - 1]
         ghat = np.broadcast_to(lay.scale_b ** 2 + lay.scale_w ** 2 * lay.fan_in * gram, (B, N, N))[:, iu[0], iu[1]]
         zl = z[l]                                                # (B, N, n_l)
         n_l = zl.shape[-1]
@@ -171,29 +183,30 @@ def _chunk_statistics(X, generators, buffers, layers, phi, dphi, P, cross_check)
             same = prods @ np.swapaxes(prods, -1, -2)            # sum_i P_i P_i^T
             out["q"].append((n_l * n_l * gdir[:, :, None] * gdir[:, None, :] - same) / (n_l * (n_l - 1)))
         if dphi is not None:
-            H = _ntk_blocks(l, hg_diag, dh, weights, layers, min(P, n_l), B)    # (B, P, P, N)
+            H = _ntk_blocks(l, grams, dh, weights, layers, min(P, n_l), B)     # (B, P, P, N, N)
             p = H.shape[1]
-            hd = np.diagonal(H, axis1=1, axis2=2)                 # (B, N, P)
-            t1 = hd.mean(-1)
-            t2 = (hd ** 2).mean(-1)
-            pairs = p * (p - 1)
-            s1 = hd.sum(-1)
-            out["t1"].append(t1)
-            out["t2"].append(t2)
-            out["c"].append((s1 * s1 - (hd ** 2).sum(-1)) / pairs)
-            off = H ** 2
-            out["b"].append((off.sum((1, 2)) - np.diagonal(off, axis1=1, axis2=2).sum(-1)) / pairs)
-            zp = zl[:, :, :p]                                     # (B, N, P)
-            Hz = H * np.moveaxis(zp, 1, -1)[:, :, None, :] * np.moveaxis(zp, 1, -1)[:, None, :, :]
-            out["f"].append((Hz.sum((1, 2)) - np.diagonal(Hz, axis1=1, axis2=2).sum(-1)) / pairs)
+            ordered = p * (p - 1)
+            hd = H[:, np.arange(p), np.arange(p)][:, :, iu[0], iu[1]]           # (B, P, pairs): H_ii;P
+            s1 = hd.sum(1)
+            same = np.swapaxes(hd, 1, 2) @ hd                                   # sum_i H_ii;P H_ii;Q
+            out["t1"].append(s1 / p)
+            out["t2"].append(same / p)
+            out["c"].append((s1[:, :, None] * s1[:, None, :] - same) / ordered)
+            off = ~np.eye(p, dtype=bool)
+            Ho = H[:, off].reshape(B, ordered, N * N)                           # H_ij;ab, i != j
+            out["b"].append((np.swapaxes(Ho, 1, 2) @ Ho).reshape(B, N, N, N, N) / ordered)
+            zp = zl[:, :, :p]                                                   # (B, N, P)
+            Hz = np.einsum("bijxy,bui,bwj->bxyuw", H, zp, zp)
+            Hz -= np.einsum("biixy,bui,bwi->bxyuw", H, zp, zp)
+            out["f"].append(Hz / ordered)
     return {k: np.stack(v, axis=1) for k, v in out.items() if v}
 
 
 def _auto_chunk(layers: list[_Layer], N: int, P: int) -> int:
     pairs = N * (N + 1) // 2
     floats = sum(lay.width * (lay.fan_in + 1) + (4 * N + 2 * pairs) * lay.width for lay in layers)
-    floats += 3 * P * N * max(lay.fan_in for lay in layers) + 4 * P * P * N * len(layers)
-    floats += 2 * pairs * pairs * len(layers)
+    floats += 3 * P * N * max(lay.fan_in for lay in layers) + 4 * P * P * N * N * len(layers)
+    floats += (4 * pairs * pairs + 3 * N ** 4) * len(layers)
     return max(1, _CHUNK_BYTES // (8 * floats))
 
 
@@ -262,7 +275,7 @@ def _estimate(stats: dict, fan_in: tuple, N: int, ntk: bool, cross_check: bool) 
     res = {k: [] for k in ("G", "G_se", "G_direct", "G_direct_se", "V", "V_se", "V_cross", "V_cross_se",
                            "kurtosis", "kurtosis_se", "kurtosis_direct", "kurtosis_direct_se",
                            "Theta", "Theta_se", "A", "A_se", "B", "B_se", "D", "D_se", "F", "F_se",
-                           "ntk_variance", "ntk_variance_se", "ntk_relative_variance",
+                           "ntk_covariance", "ntk_covariance_se", "ntk_variance", "ntk_variance_se", "ntk_relative_variance",
                            "ntk_relative_variance_se")}
 
     def put(name, pair):
@@ -294,30 +307,37 @@ def _estimate(stats: dict, fan_in: tuple, N: int, ntk: bool, cross_check: bool) 
             continue
         t1, t2, c, b, f = (stats[k][:, l] for k in ("t1", "t2", "c", "b", "f"))
         put("Theta", _mean(t1))
+        pairs = t1.shape[1]
         if l == 0:                                # H^(1)_ij = delta_ij Theta^(1): no fluctuations
-            zero = np.zeros(N)
-            for name in ("A", "B", "D", "F", "ntk_variance", "ntk_relative_variance"):
-                put(name, (zero, zero))
+            for name, shape in (("A", (pairs, pairs)), ("D", (pairs, pairs)), ("ntk_covariance", (pairs, pairs)),
+                                ("B", (N,) * 4), ("F", (N,) * 4), ("ntk_variance", (N,)),
+                                ("ntk_relative_variance", (N,))):
+                put(name, (np.zeros(shape), np.zeros(shape)))
             continue
         m1 = t1.mean(0)
-        pm = _product_of_means(t1, t1)
-        put("A", (n * (c.mean(0) - pm), n * _influence_se(c - 2 * m1 * t1)))
-        put("B", (n * b.mean(0), n * _influence_se(b)))
-        put("F", (n * f.mean(0), n * _influence_se(f)))
-        dx, dy = t1 - m1, g_aa - g_aa.mean(0)
-        put("D", (n * (dx * dy).sum(0) / (t1.shape[0] - 1), n * _influence_se(dx * dy)))
-        var = t2.mean(0) - pm
-        u = t2 - 2 * m1 * t1
+        pm = _product_of_means(t1[:, :, None], t1[:, None, :])                  # E t1_P E t1_Q, unbiased
+        cross = m1[None, None, :] * t1[:, :, None] + m1[None, :, None] * t1[:, None, :]
+        put("A", (n * (c.mean(0) - pm), n * _influence_se(c - cross)))
+        put("ntk_covariance", (n * (t2.mean(0) - pm), n * _influence_se(t2 - cross)))
+        put("B", (n * b.mean(0).transpose(0, 2, 1, 3), n * _influence_se(b).transpose(0, 2, 1, 3)))   # -> [a1, a3, a2, a4]
+        put("F", (n * f.mean(0).transpose(0, 2, 1, 3), n * _influence_se(f).transpose(0, 2, 1, 3)))
+        put("D", _covariance(t1, gh, n))
+        t_aa, t2_aa, m_aa = t1[:, diag], t2[:, diag, diag], m1[diag]
+        var = t2_aa.mean(0) - _product_of_means(t_aa, t_aa)
+        u = t2_aa - 2 * m_aa * t_aa
         put("ntk_variance", (n * var, n * _influence_se(u)))
-        put("ntk_relative_variance", (var / m1 ** 2, _influence_se(u / m1 ** 2 - 2 * var * t1 / m1 ** 3)))
+        put("ntk_relative_variance", (var / m_aa ** 2, _influence_se(u / m_aa ** 2 - 2 * var * t_aa / m_aa ** 3)))
     out = {}
     for k, v in res.items():
         out[k] = np.stack(v) if v else None
-    for k in ("V", "V_se", "V_cross", "V_cross_se"):       # pair coordinates -> (N, N, N, N)
-        if out[k] is not None:
-            out[k] = out[k][:, idx[:, :, None, None], idx[None, None, :, :]]
-    for k in ("G", "G_se", "G_direct", "G_direct_se"):
-        out[k] = out[k][:, idx]
+    for k in ("V", "V_cross", "A", "D", "ntk_covariance"):       # pair coordinates -> (N, N, N, N)
+        for key in (k, k + "_se"):
+            if out[key] is not None:
+                out[key] = out[key][:, idx[:, :, None, None], idx[None, None, :, :]]
+    for k in ("G", "G_direct", "Theta"):
+        for key in (k, k + "_se"):
+            if out[key] is not None:
+                out[key] = out[key][:, idx]
     return out
 
 
