@@ -232,3 +232,18 @@ def test_cli_every_step_input_and_errors(tmp_path, capsys):
     bad[bad.index("--steps") + 1] = "0"
     assert main(bad) == 2
     assert "--steps: must be >= 1" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- deep vs recurrent convergence
+
+def test_convergence_comparison_ratios():
+    """Shared bias: the RNN's n Var((1/n)|h_t|^2) exceeds the DNN's and the excess grows with t; odd phi, no bias,
+    first-step input: every ratio is 1 (THEORY.md 7.6)."""
+    biased = fn.convergence_comparison("tanh", [1.0], 3, bias_var=0.1)
+    assert np.all(np.diff(biased.qvar_ratio[0]) > 0) and biased.qvar_ratio[0, -1] > 1.2
+    assert biased.c1_recurrent[0, -1] > 0 > biased.c1_deep[0, -1]
+    np.testing.assert_allclose(biased.C0[0], [recurrent_kernel(RecurrentNetwork("tanh", 3, 1.0, 0.1), X1).C0[t, t, 0, 0]
+                                              for t in (1, 2, 3)])
+    odd = fn.convergence_comparison("erf", [1.5], 3, bias_var=0.0)
+    np.testing.assert_allclose(odd.qvar_ratio, 1.0, rtol=1e-9)
+    np.testing.assert_allclose(odd.c1_recurrent, odd.c1_deep, rtol=1e-9, atol=1e-12)

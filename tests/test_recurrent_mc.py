@@ -73,3 +73,20 @@ def test_repeated_input_two_inputs_against_monte_carlo():
     X = np.random.default_rng(3).normal(size=(2, 3, 4))
     net = RecurrentNetwork("tanh", 2, 1.2, 0.05, 0.8, input_mode="every")
     _check(net, X, 40000, seed=21)
+
+
+@pytest.mark.slow
+def test_recurrent_fluctuates_more_than_deep_in_monte_carlo():
+    """'RNNs converge more slowly' as a measured number: n Var((1/n)|h_3|^2), RNN / DNN (tanh, shared bias)."""
+    net = RecurrentNetwork("tanh", 3, 1.0, 0.1, 1.0)
+    cmp = {}
+    for arch in ("recurrent", "deep"):
+        fit = recurrent_width_scan(net.with_architecture(arch), X1, WIDTHS, 30000, seed=41 + len(arch)).fit("Q_var", 2)
+        cmp[arch] = (fit.intercept[3, 0], fit.intercept_se[3, 0])
+    (r, sr), (d, sd) = cmp["recurrent"], cmp["deep"]
+    ratio = r / d
+    se = ratio * np.hypot(sr / r, sd / d)
+    fn_ratio = recurrent_finite_width(net, X1).Q_var[3, 0] / recurrent_finite_width(
+        net.with_architecture("deep"), X1).Q_var[3, 0]
+    assert ratio - 1 > SIGMAS * se
+    assert abs(ratio - fn_ratio) < SIGMAS * se, (ratio, se, fn_ratio)
