@@ -1,6 +1,7 @@
-"""Theory vs Monte Carlo of real finite-width networks: K1, the four-point vertex V (several inputs) and the NTK's
-relative variance, extrapolated in 1/n with :mod:`fieldnet.montecarlo.finite_width`. Tolerance: 5 standard errors
-of the fitted coefficient (computed from the samples)."""
+"""Theory vs Monte Carlo of real finite-width networks: K1, the four-point vertex V (several inputs), the NTK's
+relative variance and the multi-input NTK tensors (THEORY.md 5.3: A, B, D, F, H1 and n Cov(H_ii;ab, H_ii;cd), every
+entry), extrapolated in 1/n with :mod:`fieldnet.montecarlo.finite_width`. Tolerance: 5 standard errors of the fitted
+coefficient (computed from the samples)."""
 
 import numpy as np
 import pytest
@@ -12,6 +13,8 @@ from fieldnet.montecarlo.finite_width import finite_width_scan
 X = np.random.default_rng(11).standard_normal((3, 8))
 SETTINGS = [("relu", 2.0, 0.0, 4), ("tanh", 1.5, 0.05, 2), ("tanh", 1.0, 0.0, 4),
             ("erf", 2.0, 0.1, 3)]
+# entries of a four-index tensor whose index set has three distinct inputs
+THREE = np.array([len(set(i)) == 3 for i in np.ndindex(3, 3, 3, 3)]).reshape((3,) * 4)
 
 
 def _z(estimate, se, theory):
@@ -22,17 +25,31 @@ def _z(estimate, se, theory):
 @pytest.mark.slow
 @pytest.mark.parametrize("name, cw, cb, depth", SETTINGS)
 def test_finite_width_theory_vs_monte_carlo(name, cw, cb, depth):
-    net = fn.DeepNetwork(depth, name, weight_var=cw, bias_var=cb)
+    """Every layer l >= 2. relu: the NTK tensors' entries on three distinct inputs need 3-D averages of the step
+    phi' = theta(z), which the tensor Gauss-Hermite rule gets 10-12% wrong (tests/test_finite_width_montecarlo.py,
+    RELU_ORTHANT); they are reported, not asserted."""
+    net = fn.DeepNetwork(depth, name, cw, cb)
     theory = finite_width(net, X, ntk=True)
-    scan = finite_width_scan(net, X, widths=(32, 64, 128), n_networks=(3000, 1500, 750), seed=5)
+    scan = finite_width_scan(net, X, widths=(32, 64, 128), n_networks=(3000, 1500, 750), seed=5, cross_check=False)
     v = scan.fit("V")
     k1 = scan.fit("G")
     var = scan.fit("ntk_relative_variance", scaled=True)
+    h1 = scan.fit("Theta")
     idx = np.arange(3)
-    rel = (theory.A + 2 * theory.B) / theory.Theta[:, idx, idx] ** 2
+    rel = (theory.per_input("A") + 2 * theory.per_input("B")) / theory.Theta[:, idx, idx] ** 2
     worst = {"V": _z(v.intercept, v.intercept_se, theory.V).max(),
              "K1": _z(k1.slope, k1.slope_se, theory.K1).max(),
+             "H1": _z(h1.slope, h1.slope_se, theory.H1).max(),
              "Var(H)/E[H]^2 x n": _z(var.intercept, var.intercept_se, rel).max()}
+    reported = {}
+    tensors = {"A": theory.A, "B": theory.B, "D": theory.D, "F": theory.F, "ntk_covariance": theory.ntk_covariance(1.0)}
+    for q, ref in tensors.items():
+        fit = scan.fit(q)
+        keep = np.broadcast_to(~THREE if name == "relu" else np.ones_like(THREE), ref.shape)
+        worst[q] = _z(fit.intercept[keep], fit.intercept_se[keep], ref[keep]).max()
+        if name == "relu":
+            reported[q] = round(float(_z(fit.intercept[~keep], fit.intercept_se[~keep], ref[~keep]).max()), 2)
     print(f"{name} C_W={cw} C_b={cb} depth {depth}: largest |theory - MC| / se:",
-          {k: round(float(x), 2) for k, x in worst.items()})
+          {k: round(float(x), 2) for k, x in worst.items()},
+          f"(relu, three distinct inputs, not asserted: {reported})" if reported else "")
     assert max(worst.values()) < 5, worst
