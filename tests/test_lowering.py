@@ -200,6 +200,22 @@ def test_second_process_reuses_the_generated_module(tmp_path):
     assert any(p.suffix in (".nbi", ".nbc") for p in path.parent.rglob("*"))
 
 
+def test_cached_builtin_activation_needs_no_sympy(tmp_path):
+    """With the module cached, a built-in activation's kernels are computed without importing
+    sympy (the cache key is the activation's name): the start-up cost of a second process."""
+    code = ("import sys, numpy as np, fieldnet as fn;"
+            "net = fn.DeepNetwork(depth=2, activation='relu', weight_var=2.0, bias_var=0.1);"
+            "r = fn.kernels(net, np.eye(3) + 0.5);"
+            "print('sympy' in sys.modules, repr(float(r.ntk[-1, 0, 1])))")
+    import os
+
+    env = {**os.environ, "FIELDNET_CACHE_DIR": str(tmp_path)}
+    first = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    second = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert first.stdout.split()[0] == "True"  # generating the module needs sympy
+    assert second.stdout.split() == ["False", first.stdout.split()[1]]
+
+
 # --- batched k-dimensional expectations ------------------------------------------------------
 
 def _random_covs(rng, n, k, scale=1.0):

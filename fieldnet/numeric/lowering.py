@@ -22,7 +22,9 @@ Python module of ``@njit(cache=True)`` functions:
 
 The module is written to fieldnet's cache folder (``$FIELDNET_CACHE_DIR``, default
 ``~/.cache/fieldnet``) under a hash of (activation, parameterization, quantities, generator
-version), so a second process skips both the sympy derivation and numba's compilation.
+version), so a second process skips both the sympy derivation and numba's compilation. sympy
+is imported only to generate a module: for a built-in activation name the cache key is the name,
+so loading a cached module imports neither sympy nor the code generator.
 :func:`lowered_source` returns the text for inspection (``fieldnet lower --activation NAME``).
 """
 
@@ -37,10 +39,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
-import sympy as sp
-
 from fieldnet.errors import DivergenceError
-from fieldnet.numeric.codegen import LoweringError, breakpoints, function_source, numba_source, split_factors
 from fieldnet.symbolic.activations import get_activation
 
 GENERATOR_VERSION = "1"
@@ -86,7 +85,9 @@ class _Names:
     quantities: tuple
 
     @staticmethod
-    def state(q: str, new: bool, suffix: str) -> sp.Symbol:
+    def state(q: str, new: bool, suffix: str):
+        import sympy as sp
+
         return sp.Symbol(f"{q}{'_new' if new else ''}_{suffix}")
 
 
@@ -100,6 +101,8 @@ class _Program:
     parts: list = field(default_factory=list)
 
     def factor_index(self, expr) -> int:
+        import sympy as sp
+
         for i, f in enumerate(self.factors):
             if sp.simplify(f - expr) == 0:
                 return i
@@ -107,8 +110,12 @@ class _Program:
         return len(self.factors) - 1
 
 
-_X = sp.Symbol("x", real=True)
-_ZA, _ZB = sp.Symbol("za", real=True), sp.Symbol("zb", real=True)
+@lru_cache(maxsize=1)
+def _variables():
+    """The variables of the generated helpers: x (one-variable functions), za, zb (pair integrands)."""
+    import sympy as sp
+
+    return sp.Symbol("x", real=True), sp.Symbol("za", real=True), sp.Symbol("zb", real=True)
 
 
 def _substituted(rec, first: bool):
@@ -119,6 +126,11 @@ def _substituted(rec, first: bool):
 
 def _classify_node(node, prog: _Program, names: dict):
     """Register an expectation node; return the source that computes its value in the drivers."""
+    import sympy as sp
+
+    from fieldnet.numeric.codegen import LoweringError, numba_source, split_factors
+
+    _X, _ZA, _ZB = _variables()
     k = len(node.variables)
     cov = node.covariance
     if k == 1:
@@ -156,8 +168,11 @@ def _classify_node(node, prog: _Program, names: dict):
             f"{args}, tol, {m})")
 
 
-def _entry_lines(rec, first: bool, q: str, diagonal: bool, prog: _Program) -> tuple[list[str], sp.Symbol, sp.Expr]:
+def _entry_lines(rec, first: bool, q: str, diagonal: bool, prog: _Program) -> tuple[list[str], object, object]:
     """(lines computing the expectation nodes, target symbol, expression of the new entry of ``q``)."""
+    import sympy as sp
+
+    from fieldnet.numeric.codegen import LoweringError
     from fieldnet.symbolic.layers import PAIR
     from fieldnet.symbolic.nodes import LayerQuantity, expectation_nodes
     from fieldnet.symbolic.recursions import LAYER
@@ -189,6 +204,9 @@ def _shared_subexpressions(targets: list, exprs: list) -> list[str]:
     """``target = expr`` lines with common subexpressions (sympy's ``cse``) computed once into
     temporaries t0, t1, ...; a target used by a later expression is substituted first, so a
     temporary never needs a target that is assigned after it."""
+    import sympy as sp
+
+    from fieldnet.numeric.codegen import numba_source
     full = []
     for target, expr in zip(targets, exprs):
         full.append(expr.xreplace(dict(zip(targets[:len(full)], full))))
@@ -266,6 +284,9 @@ def _driver(kind: str, first: bool, quantities: tuple, body: list[str], n_factor
 
 def generate_source(rec, quantities: tuple, rho_series: float = 0.9) -> str:
     """The numba module for the pair recursion ``rec`` restricted to ``quantities``."""
+    from fieldnet.numeric.codegen import LoweringError, breakpoints, function_source
+
+    _X, _ZA, _ZB = _variables()
     if tuple(rec.covariances) != ("K",) or quantities[0] != "K":
         raise LoweringError("only recursions whose Gaussian averages are over K are lowered")
     prog = _Program()
@@ -432,15 +453,21 @@ def _import(path: Path, name: str):
 def _generator_fingerprint() -> str:
     """Hash of the code that generated modules depend on: numba's cache does not notice when a
     called helper changes, so a new fieldnet version must give new module names."""
-    from fieldnet.numeric import codegen, integrators
-
-    text = "".join(Path(m.__file__).read_text() for m in (codegen, integrators, sys.modules[__name__]))
+    here = Path(__file__).parent  # read, not imported: the code generator needs sympy
+    text = "".join((here / name).read_text() for name in ("codegen.py", "integrators.py", "lowering.py"))
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
 def _cache_key(activation, parameterization: str, quantities: tuple) -> str:
-    text = "|".join([GENERATOR_VERSION, _generator_fingerprint(), sp.srepr(activation.expr), parameterization,
-                     ",".join(quantities)])
+    """Hash of (generator, activation, parameterization, quantities); the activation is its name
+    for a built-in without parameters (no sympy needed), else sympy's srepr of its expression."""
+    if activation.builtin:
+        phi = f"builtin:{activation.builtin}"
+    else:
+        import sympy as sp
+
+        phi = sp.srepr(activation.expr)
+    text = "|".join([GENERATOR_VERSION, _generator_fingerprint(), phi, parameterization, ",".join(quantities)])
     return hashlib.sha256(text.encode()).hexdigest()[:20]
 
 

@@ -22,8 +22,7 @@ import warnings
 
 import numpy as np
 
-from fieldnet.errors import DivergenceError, ParameterError
-from fieldnet.numeric.codegen import LoweringError
+from fieldnet.errors import DivergenceError, FieldnetError, ParameterError
 from fieldnet.numeric.integrators import coefficient_nodes, hermite_tables, largest_correlation, mirror_upper
 from fieldnet.numeric.lowering import lower_mean_field
 
@@ -64,8 +63,10 @@ class NumbaBackend:
         wanted = tuple(q for q in ("K", "Theta") if q in quantities)
         try:
             lowered = lower_mean_field(network.activation, network.parameterization, wanted)
-        except LoweringError as exc:
-            if not self.fallback:
+        except FieldnetError as exc:
+            from fieldnet.numeric.codegen import LoweringError  # imported here: the code generator needs sympy
+
+            if not isinstance(exc, LoweringError) or not self.fallback:
                 raise
             from fieldnet.numeric.numpy_backend import NumpyBackend
 
