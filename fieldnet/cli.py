@@ -290,6 +290,7 @@ def _add_recurrent_parser(sub):
     p.add_argument("--architecture", choices=("recurrent", "deep"), default="recurrent")
     p.add_argument("--input-mode", choices=("first", "every"), default="first")
     p.add_argument("--mean-field-only", action="store_true", help="write C0 only (e.g. for relu, whose C1 needs deltas)")
+    p.add_argument("--latex", default=None, help="also write FILE.tex: the derived recursion and one-loop formulas")
     p.add_argument("--out", required=True, help="OUT.npz with float64 C0, C1 of shape (T+1, T+1, N, N)")
 
 
@@ -308,6 +309,11 @@ def _cmd_recurrent(args):
     keys = "C0" if args.mean_field_only else "C0, C1"
     print(f"wrote {out}: {keys}, float64, shape {result.C0.shape} [s, t, a, b] ({net.describe()}); "
           "E[(1/n) sum_i h^s_{i;a} h^t_{i;b}] = C0 + C1/n + O(1/n^2)")
+    if args.latex:
+        from fieldnet.symbolic.recurrent import recurrent_latex_document
+
+        Path(args.latex).write_text(recurrent_latex_document(net.activation, net.architecture, net.input_mode))
+        print(f"wrote {args.latex}")
 
 
 COMMANDS["recurrent"] = _cmd_recurrent

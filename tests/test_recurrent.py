@@ -247,3 +247,27 @@ def test_convergence_comparison_ratios():
     odd = fn.convergence_comparison("erf", [1.5], 3, bias_var=0.0)
     np.testing.assert_allclose(odd.qvar_ratio, 1.0, rtol=1e-9)
     np.testing.assert_allclose(odd.c1_recurrent, odd.c1_deep, rtol=1e-9, atol=1e-12)
+
+
+def test_latex_document_compiles(tmp_path, capsys):
+    import shutil
+    import subprocess
+
+    from fieldnet.cli import main
+    from fieldnet.symbolic.recurrent import recurrent_latex_document
+
+    doc = recurrent_latex_document("erf")
+    assert r"R = (1-J)^{-1}" in doc and r"\arcsin" in doc and "{C^{(s,t)}_{ab}}^{2}" in doc
+    np.save(tmp_path / "X.npy", X1)
+    assert main(["recurrent", "--inputs", str(tmp_path / "X.npy"), "--activation", "tanh", "--steps", "2",
+                 "--architecture", "deep", "--mean-field-only", "--latex", str(tmp_path / "rnn.tex"),
+                 "--out", str(tmp_path / "C.npz")]) == 0
+    assert "deep network, two-time kernel" in (tmp_path / "rnn.tex").read_text()
+    exe = shutil.which("pdflatex")
+    if exe is None:
+        pytest.skip("pdflatex not installed")
+    (tmp_path / "erf.tex").write_text(doc)
+    for name in ("erf.tex", "rnn.tex"):
+        run = subprocess.run([exe, "-interaction=nonstopmode", "-halt-on-error", name], cwd=tmp_path,
+                             capture_output=True, text=True, timeout=120)
+        assert run.returncode == 0, run.stdout[-2000:]
