@@ -37,10 +37,12 @@ Every Gaussian average and its covariance derivative is a sympy expression deriv
 (:func:`fieldnet.symbolic.finite_width.kernel_jacobian`, ``kernel_hessian``, ``four_point_source`` and
 ``sympy.diff`` through Price's theorem), with the two "inputs" of the deep formulas read as two time-input
 variables. Averages with no closed form go through one private helper, :func:`_gaussian_average` (adaptive whitened
-trapezoid for up to 2 variables, tensor Gauss-Hermite for 3 and 4). Cost: Pi and the a-term need
-O(M^2) averages of up to 4 variables, M = T N (T N + 1)/2 coordinates, so keep T N modest (T N <= 8 takes seconds to
-a minute for tanh). The 1/n part needs a twice-differentiable activation (no kinks): for ReLU its
-derivatives contain delta functions, which raises :class:`fieldnet.errors.DivergenceError`.
+trapezoid for up to 2 variables, tensor Gauss-Hermite for 3 and 4, :data:`HERMITE_NODES`; about 3e-4 absolute on C1
+for tanh at variances of order 1-2). Cost: Pi and the a-term need
+O(M^2) averages of up to 4 variables, M = T N (T N + 1)/2 coordinates (tanh on 2 shared cores: T = 4, N = 1 about
+6 s; T = 8 about 35 s; T = 5, N = 2 about 75 s). The 1/n part differentiates averages twice (Price): for kinked activations a delta function
+remains wherever no closed form covers the average (ReLU from T = 3 on), which raises
+:class:`fieldnet.errors.DivergenceError`.
 """
 
 from __future__ import annotations
@@ -63,10 +65,17 @@ _LABELS = fw.symbols("a", "b", "c", "d")
 _RHO_MAX = 1.0 - 1e-12
 
 
+#: tensor Gauss-Hermite nodes per axis for 3- and 4-variable averages. Measured on C1 (tanh, C_W = 2.5, C_U = 1.5,
+#: C_b = 0.2, T = 3) against 40 nodes: 16 nodes 4.7e-3 absolute (C1 ~ 1.6), 24 nodes 3.1e-4, 32 nodes 2.4e-5
+#: (tanh's poles at +-i pi/2 make Gauss-Hermite converge sub-exponentially, THEORY.md 7.8).
+HERMITE_NODES = {3: 40, 4: 24}
+
+
 def _gaussian_average(f, cov: np.ndarray) -> np.ndarray:
     """E_{z ~ N(0, cov[p])} f(z) for cov (P, k, k), k <= 4: the ONE place this module integrates (switch to the
-    numba product integrator here)."""
-    return batched_expectation(f, cov)
+    numba product integrator here). k <= 2: adaptive whitened trapezoid (1e-14 relative); k = 3, 4: tensor
+    Gauss-Hermite with :data:`HERMITE_NODES` per axis."""
+    return batched_expectation(f, cov, n_nodes=HERMITE_NODES.get(cov.shape[-1]))
 
 
 # ---------------------------------------------------------------- inputs and the variable layout
