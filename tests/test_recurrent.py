@@ -271,3 +271,29 @@ def test_latex_document_compiles(tmp_path, capsys):
         run = subprocess.run([exe, "-interaction=nonstopmode", "-halt-on-error", name], cwd=tmp_path,
                              capture_output=True, text=True, timeout=120)
         assert run.returncode == 0, run.stdout[-2000:]
+
+
+def test_two_time_kernel_against_an_independent_erf_recursion():
+    """Input at every step, two inputs: C0 from an independent loop over (s, t) with erf's arcsine kernel
+    C' = C_b + C_W (2/pi) asin(2 c / sqrt((1 + 2 A)(1 + 2 B))) + C_U x_s.x_t / n_0 (Williams)."""
+    cw, cb, cu = 1.7, 0.2, 0.9
+    X = np.random.default_rng(5).normal(size=(2, 4, 3))
+    T1, N = 4, 2
+    G = np.einsum("asi,bti->stab", X, X) / 3
+    C = np.zeros((T1, T1, N, N))
+    for s in range(T1):
+        for t in range(T1):
+            for a in range(N):
+                for b in range(N):
+                    if s == 0 or t == 0:
+                        C[s, t, a, b] = cb + cu * G[s, t, a, b]
+    for k in range(1, T1):                      # fill times <= k from times <= k - 1
+        for s in range(1, k + 1):
+            for t in range(1, k + 1):
+                for a in range(N):
+                    for b in range(N):
+                        A, B, c = C[s - 1, s - 1, a, a], C[t - 1, t - 1, b, b], C[s - 1, t - 1, a, b]
+                        C[s, t, a, b] = (cb + cw * 2 / np.pi * np.arcsin(2 * c / np.sqrt((1 + 2 * A) * (1 + 2 * B)))
+                                         + cu * G[s, t, a, b])
+    C0 = recurrent_kernel(RecurrentNetwork("erf", 3, cw, cb, cu, input_mode="every"), X).C0
+    np.testing.assert_allclose(C0, C, rtol=1e-12, atol=1e-14)

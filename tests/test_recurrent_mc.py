@@ -8,7 +8,7 @@ order, which is not small at n = 16 for T = 3).
 import numpy as np
 import pytest
 
-from fieldnet.analysis.recurrent import recurrent_finite_width
+from fieldnet.analysis.recurrent import recurrent_finite_width, recurrent_kernel
 from fieldnet.montecarlo.recurrent import recurrent_width_scan, sample_recurrent
 from fieldnet.spec import RecurrentNetwork
 
@@ -90,3 +90,13 @@ def test_recurrent_fluctuates_more_than_deep_in_monte_carlo():
         net.with_architecture("deep"), X1).Q_var[3, 0]
     assert ratio - 1 > SIGMAS * se
     assert abs(ratio - fn_ratio) < SIGMAS * se, (ratio, se, fn_ratio)
+
+
+@pytest.mark.slow
+def test_relu_mean_field_cross_time_against_monte_carlo():
+    """ReLU (non-zero mean) RNN, two inputs: every two-time entry of C0 is the infinite-width limit of the MC fit."""
+    net = RecurrentNetwork("relu", 3, 1.8, 0.0, 1.0)
+    theory = recurrent_kernel(net, X2).C0
+    fit = recurrent_width_scan(net, X2, (32, 64, 128), 20000, seed=77).fit("Q", order=1)
+    assert np.all(np.abs(fit.intercept - theory) <= SIGMAS * fit.intercept_se + 1e-12)
+    assert np.abs(theory[1, 3, 0, 0]) > 20 * fit.intercept_se[1, 3, 0, 0]      # cross-time entries are not small
