@@ -4,7 +4,10 @@
     res.K0[l-1], res.K1[l-1]          # (N, N): E[z_a z_b] = K0_ab + K1_ab / n_{l-1} + O(1/n^2)
     res.V[l-1]                        # (N, N, N, N): V_(ab)(cd), connected 4-pt = (1/n_{l-1})[dd V + 2 perms]
     res.Theta[l-1], res.H1[l-1]       # (N, N): E[H_ab] = Theta_ab + H1_ab / n_{l-1}
-    res.A, res.B, res.D, res.F        # (L+1, N): per input, Var(H_aa) = (A + 2B) / n_{l-1}
+    res.A[l-1], res.D[l-1]            # (N, N, N, N): A_(ab)(cd) = n Cov(H_ii;ab, H_kk;cd), D_(ab),(cd) = n Cov(H_ii;ab, z_k;c z_k;d)
+    res.B[l-1], res.F[l-1]            # (N, N, N, N) as [a1, a3, a2, a4]: n E[H_ik;a1a2 H_ik;a3a4], n E[H_ik;a1a2 z_i;a3 z_k;a4]
+    res.per_input("A")                # (L+1, N): A_(aa)(aa), ...;  Var(H_aa) = (A + 2B) / n_{l-1} per input
+    res.ntk_covariance(n)             # (L+1, N, N, N, N): Cov(H_ii;ab, H_ii;cd) = (A_(ab)(cd) + B_acbd + B_adbc) / n_{l-1}
 
 Conventions as in :mod:`fieldnet.symbolic.finite_width` (Roberts-Yaida-Hanin arXiv:2106.10165, Yaida
 arXiv:1910.00019, Hanin-Nica arXiv:1909.05989): layer l (array index l - 1) has fan-in n_{l-1}, layer 1 is
@@ -16,8 +19,9 @@ The recursions are the engine's: every update is the sympy expression derived in
 by one private helper, :func:`_gaussian_average` (the single place to switch integrators). V is propagated in
 matrix form over the N(N+1)/2 unordered pairs, V' = S + r J V J^T, J and the source S being the derived
 Jacobian entries and connected four-point averages (one average per multiset {a, b, c, d}: 1-D for aaaa,
-2-D for aaab / aabb, 3-D for aabc, 4-D for abcd). K1, H1 and the two-input NTK quantities D_{(ab),R} and
-F_{a.b.} that H1_ab needs live on pairs and use 2-D averages only.
+2-D for aaab / aabb, 3-D for aabc, 4-D for abcd). K1 and H1 live on pairs and use 2-D averages; H1_ab reads
+D_{(ab),R} and F_{a.b.} from the full NTK tensors A, B, D, F, which :mod:`fieldnet.analysis.ntk_fluctuations`
+propagates for every input (``ntk=True``; index orders in :class:`FiniteWidthResult`).
 """
 
 from __future__ import annotations
