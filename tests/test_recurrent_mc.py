@@ -100,3 +100,9 @@ def test_relu_mean_field_cross_time_against_monte_carlo():
     fit = recurrent_width_scan(net, X2, (32, 64, 128), 20000, seed=77).fit("Q", order=1)
     assert np.all(np.abs(fit.intercept - theory) <= SIGMAS * fit.intercept_se + 1e-12)
     assert np.abs(theory[1, 3, 0, 0]) > 20 * fit.intercept_se[1, 3, 0, 0]      # cross-time entries are not small
+
+
+@pytest.mark.slow
+def test_two_inputs_first_step_against_monte_carlo():
+    """Every (s, t, a, b) entry of C1 for two inputs (erf, shared bias), plus Caux1, Sigma and n Var."""
+    _check(RecurrentNetwork("erf", 3, 1.2, 0.15, 1.3), X2, 30000, seed=9)
