@@ -322,6 +322,11 @@ def test_duplicate_and_antiparallel_inputs_are_finite_and_consistent():
     np.testing.assert_allclose(res.K1[:, 0, 1], res.K1[:, 0, 0], atol=1e-12)
     np.testing.assert_allclose(res.V[:, 0, 1, 0, 1], res.V[:, 0, 0, 0, 0], rtol=1e-10)
     np.testing.assert_allclose(res.H1[:, 0, 1], res.H1[:, 0, 0], atol=1e-12)
+    for q in "ABDF":        # the NTK tensors on the duplicate pair copy the diagonal as well
+        t = getattr(res, q)
+        assert np.all(np.isfinite(t))
+        for idx in ((0, 1, 0, 1), (0, 1, 1, 0), (1, 0, 0, 1)):
+            np.testing.assert_allclose(t[(slice(None),) + idx], t[:, 0, 0, 0, 0], rtol=1e-12, atol=1e-15 * np.abs(t).max())
     # parallel x, 2x (rho = 1, different norms): V scales as a 4-homogeneous function, K1 = 0 like the diagonal
     np.testing.assert_allclose(res.V[:, 0, 3, 0, 3], 4 * res.V[:, 0, 0, 0, 0], rtol=1e-5)
 

@@ -242,8 +242,3 @@ class NTKFluctuations:
                    + g3[:, :, None, None] * g3[None, None, :, :] * st.F)
         F = F_src + r * cw ** 2 * carried
         return NTKState(D, A, B, F)
-
-
-def full_pairs(x: np.ndarray, pidx: np.ndarray) -> np.ndarray:
-    """(..., p, p) over unordered pairs -> (..., N, N, N, N)."""
-    return x[..., pidx[:, :, None, None], pidx[None, None, :, :]]
