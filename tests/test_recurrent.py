@@ -297,3 +297,26 @@ def test_two_time_kernel_against_an_independent_erf_recursion():
                                          + cu * G[s, t, a, b])
     C0 = recurrent_kernel(RecurrentNetwork("erf", 3, cw, cb, cu, input_mode="every"), X).C0
     np.testing.assert_allclose(C0, C, rtol=1e-12, atol=1e-14)
+
+
+def test_readout_two_point_function():
+    """P1[s, t] = Caux1[s+1, t+1] / C_W (phi_s phi_t is psi^{(s+1, t+1)} up to C_b, C_W); the deep net's cross-time
+    readout vanishes for odd phi (h^t -> -h^t under W^t, b^t -> -W^t, -b^t); readout_kernel = C_v (P0 + P1/n) + C_bv."""
+    cw, cb = 1.5, 0.2
+    for arch in ("recurrent", "deep"):
+        res = recurrent_finite_width(RecurrentNetwork("tanh", 3, cw, cb, 1.2, architecture=arch), X1, readout=True)
+        if arch == "recurrent":
+            np.testing.assert_allclose(res.P1[:3, :3], res.Caux1[1:, 1:] / cw, atol=1e-12)
+            np.testing.assert_allclose(res.P0[:3, :3], (res.C0[1:, 1:] - cb) / cw, atol=1e-12)
+            assert np.abs(res.P1[:, 3]).min() > 1e-3                  # t = T: one step beyond the kernel
+        else:
+            for t in range(3):
+                np.testing.assert_allclose(res.P1[t, t], res.Caux1[t + 1, t + 1] / cw, atol=1e-12)
+            assert np.abs(res.P1[~np.eye(4, dtype=bool)]).max() < 1e-12
+        np.testing.assert_allclose(res.readout_kernel(32, 2.0, 0.3), 2.0 * (res.P0 + res.P1 / 32) + 0.3)
+    with pytest.raises(ParameterError, match="readout_var"):
+        res.readout_kernel(32, -1.0)
+    bare = recurrent_finite_width(RecurrentNetwork("linear", 2, 1.0, 0.1), X1)
+    assert bare.P1 is None
+    with pytest.raises(ParameterError, match="readout=True"):
+        bare.readout_kernel()

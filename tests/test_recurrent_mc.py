@@ -35,7 +35,7 @@ def test_sequential_sampler_matches_explicit_weights(architecture):
 
 
 def _check(net, X, n_networks, seed, entries="all"):
-    theory = recurrent_finite_width(net, X)
+    theory = recurrent_finite_width(net, X, readout=True)
     scan = recurrent_width_scan(net, X, WIDTHS, n_networks, seed=seed)
     fit = scan.fit("Q", order=2)
     dev = np.abs(fit.slope - theory.C1) / fit.slope_se
@@ -47,6 +47,9 @@ def _check(net, X, n_networks, seed, entries="all"):
     var = scan.fit("C_var", order=1)                # n Var(C_tt[h]) -> Sigma_(tt)(tt)
     sig = theory.sigma_diagonal()
     assert np.all(np.abs(var.intercept - sig) <= SIGMAS * var.intercept_se + 1e-12), (var.intercept, sig)
+    readout = scan.fit("P", order=2)                # E (1/n) phi(h^s).phi(h^t): the readout two-point function
+    assert np.all(np.abs(readout.slope - theory.P1) <= SIGMAS * readout.slope_se + 1e-12), (readout.slope, theory.P1)
+    assert np.all(np.abs(readout.intercept - theory.P0) <= SIGMAS * readout.intercept_se + 1e-12)
     qvar = scan.fit("Q_var", order=2)               # n Var((1/n)|h_t|^2), THEORY 7.5 (**)
     assert np.all(np.abs(qvar.intercept - theory.Q_var) <= SIGMAS * qvar.intercept_se), (qvar.intercept, theory.Q_var)
     return theory, fit

@@ -151,6 +151,8 @@ class RecurrentResult:
     Sigma : n times the covariance of the fluctuating entries of C[h], over ``coordinates`` (pairs of variables
         v = t N + a); :meth:`sigma_diagonal` gives n Var(C[h]_{(t,a),(t,a)}) as (T+1, N).
     Q_var : (T+1, N), n Var((1/n) sum_i (h^t_{i;a})^2) at leading order (THEORY.md 7.5 (**)).
+    P0, P1 : E[(1/n) sum_i phi(h^s_{i;a}) phi(h^t_{i;b})] = P0 + P1/n (readout at one or several times, both
+        architectures; for the RNN and s, t < T, P1[s, t] = Caux1[s+1, t+1] / C_W).
     """
 
     network: RecurrentNetwork
@@ -160,6 +162,18 @@ class RecurrentResult:
     Sigma: np.ndarray | None = None
     coordinates: tuple | None = None
     Q_var: np.ndarray | None = None
+    P0: np.ndarray | None = None
+    P1: np.ndarray | None = None
+
+    def readout_kernel(self, n=None, readout_var: float = 1.0, readout_bias_var: float = 0.0) -> np.ndarray:
+        """E[y^s_a y^t_b] for the readout y^t = v.phi(h^t) + b_v, v_i ~ N(0, C_v/n), b_v ~ N(0, C_bv):
+        C_v (P0 + P1/n) + C_bv, shape (T+1, T+1, N, N) (mean field when n is None)."""
+        require(self.P0 is not None, "P0", "not computed (use recurrent_finite_width with readout=True)")
+        require(np.isfinite(readout_var) and readout_var > 0, "readout_var", f"must be > 0, got {readout_var}")
+        require(np.isfinite(readout_bias_var) and readout_bias_var >= 0, "readout_bias_var",
+                f"must be >= 0, got {readout_bias_var}")
+        p = self.P0 if n is None else self.P0 + self.P1 / n
+        return readout_var * p + readout_bias_var
 
     def sigma_diagonal(self) -> np.ndarray:
         """n Var(C[h]_{(t,a),(t,a)}) as (T+1, N) (0 at t = 0, where C is a constant)."""
@@ -256,7 +270,7 @@ def _pair_templates(activation, diagonal: bool) -> dict:
     a, b = _LABELS[:2]
     P = (a, a) if diagonal else (a, b)
     labels = (a,) if diagonal else (a, b)
-    out = {}
+    out = {("F",): _Template(fw.mean_field_map(activation, P)[0], "mean-field map C_b + C_W <phi phi>")}
     for R, e in fw.kernel_jacobian(activation, P).items():
         out[("J", R)] = _Template(e, f"response dC/dK_{R}")
     for (R, S), e in fw.kernel_hessian(activation, P).items():
@@ -312,21 +326,26 @@ def _label_vars(prev: np.ndarray) -> list:
     return [(p == q, (p,) if p == q else (p, q)) for p, q in prev]
 
 
-def _response_and_curvature(act, co: _Coordinates, C: np.ndarray, cw: float, cb: float):
-    """J (M, M) and the curvature tensor as a list of (x, z, z', value)."""
-    M = co.M
-    J = np.zeros((M, M))
+def _response_and_curvature(act, co: _Coordinates, C: np.ndarray, cw: float, cb: float, pairs=None):
+    """For psi = C_b + C_W phi_p phi_q on each variable pair (p, q) of ``pairs`` (default: the coordinates' own,
+    ``co.prev``): F = <psi> (K,), J = dF/dC^z (K, M) and the curvature d^2F/dC^z dC^z' as (row, z, z', value)."""
+    pairs = co.prev if pairs is None else pairs
+    K, M = len(pairs), co.M
+    F = np.zeros(K)
+    J = np.zeros((K, M))
     curv = []
     for diagonal in (True, False):
-        rows = np.array([x for x in range(M) if (co.prev[x, 0] == co.prev[x, 1]) == diagonal], dtype=np.int64)
+        rows = np.array([x for x in range(K) if (pairs[x, 0] == pairs[x, 1]) == diagonal], dtype=np.int64)
         if rows.size == 0:
             continue
-        vars_ = co.prev[rows, :1] if diagonal else co.prev[rows]
+        vars_ = pairs[rows, :1] if diagonal else pairs[rows]
         state = _state(C, vars_, cw, cb)
         temps = _pair_templates(act, diagonal)
         lab = {s: vars_[:, i] for i, s in enumerate(_LABELS[:vars_.shape[1]])}
         for key, tmpl in temps.items():
-            if key[0] == "J":
+            if key[0] == "F":
+                F[rows] = tmpl(state, rows.size)
+            elif key[0] == "J":
                 R = key[1]
                 z = co.index[lab[R[0]], lab[R[1]]]
                 ok = z >= 0
@@ -339,7 +358,7 @@ def _response_and_curvature(act, co: _Coordinates, C: np.ndarray, cw: float, cb:
                 if ok.any():
                     vals = tmpl(state, rows.size)
                     curv += [(rows[i], z1[i], z2[i], vals[i]) for i in np.flatnonzero(ok)]
-    return J, curv
+    return F, J, curv
 
 
 def _decoupled(C: np.ndarray, A, B) -> bool:
@@ -368,14 +387,16 @@ def _noise(act, co: _Coordinates, C, cw, cb):
     return Pi
 
 
-def _noise_loop(act, co: _Coordinates, C, cw, cb, R):
-    """a^w = sum_{u,z} dPi^{wu}/dC^z R_zu (THEORY.md 7.5), z over the coordinates among vars(w) and vars(u)."""
+def _noise_loop(act, co: _Coordinates, C, cw, cb, R, pairs=None):
+    """a^w = sum_{u,z} dPi^{wu}/dC^z R_zu (THEORY.md 7.5), z over the coordinates among vars(w) and vars(u); w runs
+    over the psi pairs of ``pairs`` (default: the coordinates' own, ``co.prev``)."""
+    pairs = co.prev if pairs is None else pairs
     M = co.M
-    a = np.zeros(M)
+    a = np.zeros(len(pairs))
     groups: dict = {}
-    for w in range(M):
+    for w in range(len(pairs)):
         for u in range(M):
-            vw, vu = tuple(co.prev[w]), tuple(co.prev[u])
+            vw, vu = tuple(pairs[w]), tuple(co.prev[u])
             P, Q, order = _canonical(vw + vu)
             dec = _decoupled(C, set(vw), set(vu))
             labels = _LABELS[:len(order)]
@@ -444,8 +465,27 @@ def _conditional_mean_gap(act, co: _Coordinates, C, cw, cb, R, Sigma):
     return b, qvar
 
 
-def recurrent_finite_width(network: RecurrentNetwork, X) -> RecurrentResult:
-    """C0 and the 1/n coefficient C1 of E[(1/n) sum_i h^s_{i;a} h^t_{i;b}], arrays (T+1, T+1, N, N) (module doc)."""
+def _readout(act, co: _Coordinates, C, cw, cb, R, Sigma, aux):
+    """E[(1/n) sum_i phi(h_{i,v}) phi(h_{i,w})] = P0 + P1/n for all variable pairs, THEORY.md 7.5 (**) with
+    O = phi_v phi_w = (psi - C_b)/C_W on the unshifted pair: P1 = [J.Caux1 + (1/2) F'':Sigma + a] / C_W."""
+    D = co.D
+    v, w = np.triu_indices(D)
+    pairs = np.stack([v, w], 1).astype(np.int64)
+    F, J, curv = _response_and_curvature(act, co, C, cw, cb, pairs)
+    one = J @ aux + _noise_loop(act, co, C, cw, cb, R, pairs)
+    for x, z1, z2, value in curv:
+        one[x] += 0.5 * value * Sigma[z1, z2]
+    P0, P1 = np.zeros((D, D)), np.zeros((D, D))
+    P0[v, w] = P0[w, v] = (F - cb) / cw
+    P1[v, w] = P1[w, v] = one / cw
+    return P0, P1
+
+
+def recurrent_finite_width(network: RecurrentNetwork, X, readout: bool = False) -> RecurrentResult:
+    """C0 and the 1/n coefficient C1 of E[(1/n) sum_i h^s_{i;a} h^t_{i;b}], arrays (T+1, T+1, N, N) (module doc).
+
+    ``readout=True`` also gives P0, P1 of E[(1/n) sum_i phi(h^s_{i;a}) phi(h^t_{i;b})] (the readout two-point
+    function; about doubles the cost); at t = T it needs the averages of one more step (ReLU: delta functions)."""
     G = input_gram(network, X)
     T1 = network.steps + 1
     N = G.shape[0] // T1
@@ -453,7 +493,7 @@ def recurrent_finite_width(network: RecurrentNetwork, X) -> RecurrentResult:
     act, cw, cb = network.activation, network.weight_var, network.bias_var
     co = _Coordinates(T1, N, network.shared)
     # coordinates whose psi involves a time-0 variable: their psi depends only on constants, so J, F'' vanish there
-    J, curv = _response_and_curvature(act, co, C, cw, cb)
+    _, J, curv = _response_and_curvature(act, co, C, cw, cb)
     R = np.linalg.inv(np.eye(co.M) - J)
     Pi = _noise(act, co, C, cw, cb)
     Sigma = R @ Pi @ R.T
@@ -468,11 +508,19 @@ def recurrent_finite_width(network: RecurrentNetwork, X) -> RecurrentResult:
     aux_full[nz] = aux[co.index[nz]]
     gap, qvar = _conditional_mean_gap(act, co, C, cw, cb, R, Sigma)
     C1 = aux_full + gap
+    P0 = P1 = None
+    if readout:
+        try:
+            P0, P1 = _readout(act, co, C, cw, cb, R, Sigma, aux)
+        except DivergenceError as exc:
+            raise DivergenceError(f"{exc} (in the readout phi(h^s).phi(h^t), which needs one more step's averages: "
+                                  "pass readout=False for C0, C1 alone)") from None
     for name, arr in (("C1", C1), ("Sigma", Sigma)):
         if not np.all(np.isfinite(arr)):
             raise DivergenceError(f"{name} is not finite: a Gaussian average in the one-loop terms diverges")
     tm = lambda full: to_time_major(full, T1, N)
-    return RecurrentResult(network, tm(C), tm(C1), tm(aux_full), Sigma, tuple(co.pairs), qvar.reshape(T1, N))
+    return RecurrentResult(network, tm(C), tm(C1), tm(aux_full), Sigma, tuple(co.pairs), qvar.reshape(T1, N),
+                           None if P0 is None else tm(P0), None if P1 is None else tm(P1))
 
 
 # ---------------------------------------------------------------- deep versus recurrent: how fast each converges

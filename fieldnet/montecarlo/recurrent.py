@@ -3,6 +3,7 @@
     ens = sample_recurrent(net, X, width=64, n_networks=20000, seed=0)
     ens.Q_mean, ens.Q_sem      # E[(1/n) sum_i h^s_{i;a} h^t_{i;b}], (T+1, T+1, N, N), index [s, t, a, b]
     ens.C_mean, ens.C_sem      # E of the conditional covariance C[h] (the auxiliary field of THEORY 7.3)
+    ens.P_mean, ens.P_sem      # E[(1/n) sum_i phi(h^s_{i;a}) phi(h^t_{i;b})] (readouts at times s, t)
     ens.C_var, ens.C_var_se    # n Var(C[h]_{tt;aa}) per time and input, (T+1, N)
     scan = recurrent_width_scan(net, X, [16, 32, 64], 20000, seed=0)
     scan.fit("Q").slope        # the 1/n coefficient, to compare with recurrent_finite_width(net, X).C1
@@ -114,7 +115,7 @@ def _sequential_chunk(net, G, N, n, B, rng, phi):
         XI = rng.standard_normal((B, n, N))
         _condition(t, N, H, C, XI)
         PHI[:, :, t * N:(t + 1) * N] = phi(H[:, :, t * N:(t + 1) * N])
-    return H, C
+    return H, C, PHI
 
 
 def _explicit_chunk(net, X_steps, G, N, n, B, rng, phi):
@@ -139,7 +140,7 @@ def _explicit_chunk(net, X_steps, G, N, n, B, rng, phi):
             h = h + W @ PHI[:, :, (t - 1) * N:t * N]
         H[:, :, t * N:(t + 1) * N] = h
         PHI[:, :, t * N:(t + 1) * N] = phi(h)
-    return H, _conditional_cov(PHI, G, net, N)
+    return H, _conditional_cov(PHI, G, net, N), PHI
 
 
 @dataclass(frozen=True)
@@ -157,6 +158,8 @@ class RecurrentMoments:
     C_var_se: np.ndarray
     Q_var: np.ndarray       # (T+1, N): n Var((1/n)|h^t_a|^2)
     Q_var_se: np.ndarray
+    P_mean: np.ndarray      # E[(1/n) sum_i phi(h^s_{i;a}) phi(h^t_{i;b})] (the readout two-point function)
+    P_sem: np.ndarray
 
 
 def _variance_and_se(samples: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -203,7 +206,7 @@ def sample_recurrent(network: RecurrentNetwork, X, width: int, n_networks: int, 
     require(chunk >= 1, "chunk", f"must be >= 1, got {chunk}")
     n_chunks = -(-n_networks // chunk)
     streams = np.random.SeedSequence(seed).spawn(n_chunks)
-    sums = {k: np.zeros((D, D)) for k in ("Q", "Q2", "C", "C2")}
+    sums = {k: np.zeros((D, D)) for k in ("Q", "Q2", "C", "C2", "P", "P2")}
     diag_q, diag_c = [], []
     idx = np.arange(D)
     done = 0
@@ -211,11 +214,12 @@ def sample_recurrent(network: RecurrentNetwork, X, width: int, n_networks: int, 
         B = min(chunk, n_networks - done)
         rng = np.random.default_rng(streams[c])
         if method == "sequential":
-            H, C = _sequential_chunk(network, G, N, n, B, rng, phi)
+            H, C, PHI = _sequential_chunk(network, G, N, n, B, rng, phi)
         else:
-            H, C = _explicit_chunk(network, Xs, G, N, n, B, rng, phi)
+            H, C, PHI = _explicit_chunk(network, Xs, G, N, n, B, rng, phi)
         Q = np.einsum("kiv,kiw->kvw", H, H) / n
-        for key, arr in (("Q", Q), ("C", C)):
+        P = np.einsum("kiv,kiw->kvw", PHI, PHI) / n
+        for key, arr in (("Q", Q), ("C", C), ("P", P)):
             sums[key] += arr.sum(0)
             sums[key + "2"] += (arr ** 2).sum(0)
         diag_q.append(Q[:, idx, idx])
@@ -232,11 +236,12 @@ def sample_recurrent(network: RecurrentNetwork, X, width: int, n_networks: int, 
 
     qm, qs = mean_sem("Q")
     cm, cs = mean_sem("C")
+    pm, ps = mean_sem("P")
     cv, cvs = _variance_and_se(np.concatenate(diag_c), n)
     qv, qvs = _variance_and_se(np.concatenate(diag_q), n)
     shape = (T1, N)
     return RecurrentMoments(network, n, M, qm, qs, cm, cs, cv.reshape(shape), cvs.reshape(shape),
-                            qv.reshape(shape), qvs.reshape(shape))
+                            qv.reshape(shape), qvs.reshape(shape), pm, ps)
 
 
 @dataclass(frozen=True)
@@ -247,10 +252,11 @@ class RecurrentScan:
     moments: tuple
 
     def fit(self, quantity: str = "Q", order: int = 1) -> InverseWidthFit:
-        """Weighted fit y(n) = a + b/n (+ c/n^2 ... up to ``order``) of ``Q``, ``C`` (the means) or ``C_var``,
+        """Weighted fit y(n) = a + b/n (+ c/n^2 ... up to ``order``) of ``Q``, ``C``, ``P`` (the means) or ``C_var``,
         ``Q_var`` (n Var), element-wise; entries without fluctuations (standard error 0) get a tiny floor."""
-        require(quantity in ("Q", "C", "C_var", "Q_var"), "quantity", f"must be Q, C, C_var or Q_var, got {quantity!r}")
-        attr = {"Q": ("Q_mean", "Q_sem"), "C": ("C_mean", "C_sem"), "C_var": ("C_var", "C_var_se"),
+        require(quantity in ("Q", "C", "P", "C_var", "Q_var"), "quantity",
+                f"must be Q, C, P, C_var or Q_var, got {quantity!r}")
+        attr = {"Q": ("Q_mean", "Q_sem"), "C": ("C_mean", "C_sem"), "P": ("P_mean", "P_sem"), "C_var": ("C_var", "C_var_se"),
                 "Q_var": ("Q_var", "Q_var_se")}[quantity]
         means = np.stack([getattr(m, attr[0]) for m in self.moments])
         sems = np.stack([getattr(m, attr[1]) for m in self.moments])
