@@ -3,6 +3,8 @@
     res = recurrent_kernel(net, X)                 # C0: (T+1, T+1, N, N), index [s, t, a, b]
     res = recurrent_finite_width(net, X)           # C0 and C1 with
           E[(1/n) sum_i h^s_{i;a} h^t_{i;b}] = C0[s,t,a,b] + C1[s,t,a,b] / n + O(1/n^2)
+    res = recurrent_finite_width(net, X, readout=True)   # also P0, P1: the same for phi(h^s).phi(h^t)
+    cmp = convergence_comparison("tanh", [1.0, 2.0], 4, bias_var=0.1)   # recurrent vs deep, vs C_W and t
 
 Time index 0 is h^0 = U x^(0) + b (see :mod:`fieldnet.symbolic.recurrent` for the networks; THEORY.md section 7
 counts from 1). X is (N, n_0) for input at the first step and (N, T+1, n_0) for input at every step.
