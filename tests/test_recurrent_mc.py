@@ -60,7 +60,8 @@ def _check(net, X, n_networks, seed, entries="all"):
 @pytest.mark.parametrize("architecture", ["recurrent", "deep"])
 def test_c1_against_monte_carlo(activation, cw, cb, architecture):
     net = RecurrentNetwork(activation, 3, cw, cb, 1.0, architecture=architecture)
-    _check(net, X1, 60000, seed=hash((activation, cw, architecture)) % 1000)
+    seed = {"tanh": 100, "erf": 200}[activation] + int(10 * cw) + (architecture == "deep")   # fixed, not hash()
+    _check(net, X1, 60000, seed=seed)
 
 
 @pytest.mark.slow
