@@ -320,3 +320,14 @@ def test_readout_two_point_function():
     assert bare.P1 is None
     with pytest.raises(ParameterError, match="readout=True"):
         bare.readout_kernel()
+
+
+def test_symmetric_case_tanh_no_fake_difference():
+    """THEORY.md 7.8: quadrature must not fake an RNN != DNN difference. tanh, C_b = 0, first-step input, 2 inputs:
+    equal-time C1 agree to quadrature accuracy (measured 4e-8 against |C1| ~ 0.2), n Var to rounding."""
+    net = RecurrentNetwork("tanh", 3, 2.0, 0.0, 1.0)
+    r, d = recurrent_finite_width(net, X2), recurrent_finite_width(net.with_architecture("deep"), X2)
+    for t in range(4):
+        np.testing.assert_allclose(r.C1[t, t], d.C1[t, t], atol=1e-6)
+    assert np.abs(d.C1[3, 3]).min() > 0.05
+    np.testing.assert_allclose(r.Q_var, d.Q_var, rtol=1e-12)
