@@ -7,11 +7,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from fieldnet.export.latex import finite_width_document, latex_document
+from fieldnet.symbolic.recurrent import recurrent_latex_document
 
 STANDARD_ACTIVATIONS = ("linear", "relu", "leaky_relu", "abs", "step", "erf", "tanh", "sigmoid",
                         "sin", "cos", "gelu", "silu", "softplus")
 
 FINITE_WIDTH_ACTIVATIONS = (None, "relu", "tanh")  # the 1/n recursions (None: generic phi)
+
+RECURRENT_ACTIVATIONS = (None, "tanh", "erf")  # two-time kernels and one-loop formulas of shared-weight RNNs
 
 
 def derivation_documents() -> dict:
@@ -21,6 +24,9 @@ def derivation_documents() -> dict:
         docs[f"deep_mean_field_{name}.tex"] = latex_document(name)
     for name in FINITE_WIDTH_ACTIVATIONS:
         docs[f"deep_finite_width_{name or 'generic'}.tex"] = finite_width_document(name)
+    for name in RECURRENT_ACTIVATIONS:
+        docs[f"recurrent_{name or 'generic'}.tex"] = recurrent_latex_document(name)
+    docs["recurrent_deep_generic.tex"] = recurrent_latex_document(None, architecture="deep")
     return docs
 
 
