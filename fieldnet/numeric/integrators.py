@@ -134,10 +134,16 @@ def regularise_pair(va, vab, vb):
     tiny = 2.2250738585072014e-308
     va = max(va, tiny)
     vb = max(vb, tiny)
-    bound = math.sqrt(va) * math.sqrt(vb)
+    return va, snap_to_bound(vab, math.sqrt(va) * math.sqrt(vb)), vb
+
+
+@njit(cache=True)
+def snap_to_bound(vab, bound):
+    """vab clipped to |vab| <= bound and snapped to +-bound within 8 ulp (``regularise_pair``'s
+    rule for the covariance, given bound = sqrt(va) sqrt(vb) of floored variances)."""
     if abs(vab) >= bound * (1.0 - 8.0 * 2.220446049250313e-16):
         vab = math.copysign(bound, vab)
-    return va, vab, vb
+    return vab
 
 
 @njit(cache=True)

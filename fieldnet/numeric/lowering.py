@@ -18,7 +18,9 @@ Python module of ``@njit(cache=True)`` functions:
   mirrors it once it returns a matrix); each driver returns its count of non-finite entries.
   A pair average uses the Mehler series when its tail bound is below ``tol`` and the panel rule
   otherwise. Closed forms are printed after sympy's ``cse``: shared subexpressions (sqrt(K_aa),
-  acos(rho), ...) become temporaries t0, t1, ... computed once per pair.
+  acos(rho), ...) become temporaries t0, t1, ... computed once per pair, and the parts that
+  depend on input a alone, input b alone or on neither (row<i>, col<i>, par<i>) are computed
+  once per row, once per input and once per layer.
 
 The module is written to fieldnet's cache folder (``$FIELDNET_CACHE_DIR``, default
 ``~/.cache/fieldnet``) under a hash of (activation, parameterization, quantities, generator
@@ -51,7 +53,7 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from fieldnet.numeric.integrators import RADIUS, graded_breaks, mehler_sum, panel_rule, regularise_pair, scaled_breaks
+from fieldnet.numeric.integrators import RADIUS, graded_breaks, mehler_sum, panel_rule, scaled_breaks, snap_to_bound
 
 RHO_SERIES = {rho_series!r}  # pairs with |rho| above this go straight to the panel rule
 """
@@ -200,13 +202,12 @@ def _entry_lines(rec, first: bool, q: str, diagonal: bool, prog: _Program) -> tu
     return lines, _Names.state(q, True, "aa" if diagonal else "ab"), expr
 
 
-def _shared_subexpressions(targets: list, exprs: list) -> list[str]:
-    """``target = expr`` lines with common subexpressions (sympy's ``cse``) computed once into
-    temporaries t0, t1, ...; a target used by a later expression is substituted first, so a
-    temporary never needs a target that is assigned after it."""
+def _shared_subexpressions(targets: list, exprs: list) -> list[tuple]:
+    """Assignments (symbol, expr) computing ``targets``, with common subexpressions (sympy's
+    ``cse``) computed once into temporaries t0, t1, ...; a target used by a later expression is
+    substituted first, so a temporary never needs a target that is assigned after it."""
     import sympy as sp
 
-    from fieldnet.numeric.codegen import numba_source
     full = []
     for target, expr in zip(targets, exprs):
         full.append(expr.xreplace(dict(zip(targets[:len(full)], full))))
@@ -228,58 +229,142 @@ def _shared_subexpressions(targets: list, exprs: list) -> list[str]:
             named.add(target)
     numbered = iter(sp.numbered_symbols("t", exclude=taken))
     rename |= {t: next(numbered) for t, _ in kept if t not in rename}
-    lines = [f"{rename[t]} = {numba_source(e.xreplace(rename))}" for t, e in kept]
-    return lines + [f"{target} = {numba_source(e.xreplace(rename))}"
-                    for target, e in zip(targets, reduced) if target not in named]
+    return [(rename[t], e.xreplace(rename)) for t, e in kept] + \
+        [(target, e.xreplace(rename)) for target, e in zip(targets, reduced) if target not in named]
 
 
-def _driver(kind: str, first: bool, quantities: tuple, body: list[str], n_factors: int) -> str:
-    """A per-layer driver: load the state of entry (a, a) or (a, b), run ``body``, store, and count
-    non-finite results (the caller turns a count > 0 into a DivergenceError naming the entry).
+def _hoisted(assignments: list, quantities: tuple) -> dict:
+    """Split the assignments of a pair body by what they depend on: ``"const"`` (parameters only),
+    ``"row"`` (input a's entries: g_aa, K_aa, ...), ``"col"`` (input b's), ``"pair"`` (the rest).
+    Every maximal subexpression of a pair-level expression that depends on a alone, b alone or
+    neither becomes a temporary row<i>, col<i> or par<i>, so it is computed once per row, once per
+    input or once per layer instead of once per pair."""
+    import sympy as sp
+
+    level = {sp.Symbol(s): "const" for s in ("C_W", "C_b", "fan_in", "tol")}
+    for q in ("g",) + quantities:
+        for part in ("", "new_"):
+            level[sp.Symbol(f"{q}_{part}aa")] = "row"
+            level[sp.Symbol(f"{q}_{part}bb")] = "col"
+
+    def level_of(expr):
+        found = {level.get(sym, "pair") for sym in expr.free_symbols}
+        if not found:
+            return None  # a number
+        if "pair" in found or {"row", "col"} <= found:
+            return "pair"
+        return "row" if "row" in found else "col" if "col" in found else "const"
+
+    groups = {"const": [], "row": [], "col": [], "pair": []}
+    names = {lvl: sp.numbered_symbols({"const": "par", "row": "row", "col": "col"}[lvl]) for lvl in ("const", "row", "col")}
+    made = {}
+
+    def temporary(expr, lvl):
+        if expr not in made:
+            made[expr] = next(names[lvl])
+            groups[lvl].append((made[expr], expr))
+            level[made[expr]] = lvl
+        return made[expr]
+
+    def hoist(expr, mapping):
+        lvl = level_of(expr)
+        if lvl is None or expr.is_Atom:
+            return
+        if lvl == "pair":
+            for arg in expr.args:
+                hoist(arg, mapping)
+        elif expr.is_Pow and expr.exp.is_negative:
+            # x**-e: hoist x**e and keep the division, K_ab/(sqrt(K_aa)*sqrt(K_bb)) as printed
+            # before (regularise_pair snaps K_ab so that this quotient is exactly +-1)
+            positive = expr.base ** -expr.exp
+            if not positive.is_Atom:
+                mapping[expr] = temporary(positive, lvl) ** -1
+        else:
+            mapping[expr] = temporary(expr, lvl)
+
+    for sym, expr in assignments:
+        lvl = level_of(expr)
+        if lvl in ("const", "row", "col") and not str(sym).startswith(tuple(f"{q}_new" for q in quantities)):
+            groups[lvl].append((sym, expr))
+            level[sym] = lvl
+            continue
+        mapping = {}
+        hoist(expr, mapping)
+        groups["pair"].append((sym, expr.xreplace(mapping)))
+    return groups
+
+
+def _driver(kind: str, first: bool, quantities: tuple, node_lines: list, assignments: list, n_factors: int) -> str:
+    """A per-layer driver: load the state of entry (a, a) or (a, b), compute the expectation nodes
+    (``node_lines``) and ``assignments``, store, and count non-finite results (the caller turns a
+    count > 0 into a DivergenceError naming the entry).
 
     Pairs are written to the upper triangle only (new[q, a, b], b > a; the caller mirrors it once
     it needs the whole matrix): ``prange`` over rows a, inner loop over b > a contiguous in memory.
-    The diagonals are copied into vectors first, so the inner loop reads nothing with stride N."""
+    The diagonals are copied into vectors first, so the inner loop reads nothing with stride N,
+    and the parts of the update that depend on input a alone, input b alone or on neither are
+    computed once per row, once per input and once per layer (:func:`_hoisted`)."""
+    from fieldnet.numeric.codegen import numba_source
+
+    def assign(pairs):
+        return [f"{sym} = {numba_source(expr)}" for sym, expr in pairs]
+
     tables = "".join(f", alpha{i}, tails{i}, energy{i}" for i in range(n_factors)) if kind == "pairs" and not first else ""
     name = f"{'first' if first else 'update'}_{kind}"
     what = "diagonal entries (a, a)" if kind == "diag" else "pairs a < b, written to (a, b) only"
-    head = [f"@njit(cache=True{', parallel=True' if kind == 'pairs' else ''})",
-            f"def {name}(prev, new, g, C_W, C_b, fan_in, tol{tables}):",
-            f'    """One layer, {what}; state arrays are (quantity, N, N),',
-            f'    quantities {quantities}. Returns the number of non-finite entries written."""',
-            "    n = g.shape[0]"]
-    diag_src = {"g_": "g"} | {f"{q}_": f"prev[{qi}]" for qi, q in enumerate(quantities)} \
-        | {f"{q}_new_": f"new[{qi}]" for qi, q in enumerate(quantities)}
-    load, store = [], []
+    lines = [f"@njit(cache=True{', parallel=True' if kind == 'pairs' else ''})",
+             f"def {name}(prev, new, g, C_W, C_b, fan_in, tol{tables}):",
+             f'    """One layer, {what}; state arrays are (quantity, N, N),',
+             f'    quantities {quantities}. Returns the number of non-finite entries written."""',
+             "    n = g.shape[0]"]
     if kind == "diag":
-        head += ["    nonfinite = 0", "    for a in range(n):", "        b = a"]
-        load += ["g_aa = g[a, a]", "g_ab = g[a, b]", "g_bb = g[b, b]"]
+        load = ["g_aa = g[a, a]", "g_ab = g[a, b]", "g_bb = g[b, b]"]
         for qi, q in enumerate(quantities):
             load += [f"{q}_aa = prev[{qi}, a, a]", f"{q}_ab = prev[{qi}, a, b]", f"{q}_bb = prev[{qi}, b, b]",
                      f"{q}_new_aa = new[{qi}, a, a]", f"{q}_new_bb = new[{qi}, b, b]"]
-        store = [f"new[{qi}, a, a] = {q}_new_aa" for qi, q in enumerate(quantities)]
         finite = " and ".join(f"math.isfinite({q}_new_aa)" for q in quantities)
-        indent = "        "
-    else:
-        head += [f"    {prefix}diag = np.diag({src})" for prefix, src in diag_src.items()]
-        head += ["    nonfinite = 0",
-                 "    for i in prange(n - 1):",
-                 "        # rows in the order 0, n-2, 1, n-3, ...: a long row next to a short one, so that",
-                 "        # prange's equal blocks of iterations hold equal numbers of pairs",
-                 "        a = i // 2 if i % 2 == 0 else n - 2 - i // 2",
-                 "        for b in range(a + 1, n):"]
-        load += ["g_aa = g_diag[a]", "g_ab = g[a, b]", "g_bb = g_diag[b]"]
-        for qi, q in enumerate(quantities):
-            load += [f"{q}_aa = {q}_diag[a]", f"{q}_ab = prev[{qi}, a, b]", f"{q}_bb = {q}_diag[b]",
-                     f"{q}_new_aa = {q}_new_diag[a]", f"{q}_new_bb = {q}_new_diag[b]"]
-        if "K" in quantities:
-            load += ["K_aa, K_ab, K_bb = regularise_pair(K_aa, K_ab, K_bb)"]
-        store = [f"new[{qi}, a, b] = {q}_new_ab" for qi, q in enumerate(quantities)]
-        finite = " and ".join(f"math.isfinite({q}_new_ab)" for q in quantities)
-        indent = "            "
-    store += [f"if not ({finite}):", "    nonfinite += 1"]
-    lines = head + [indent + line for line in load + body + store] + ["    return nonfinite"]
-    return "\n".join(lines) + "\n"
+        body = load + node_lines + assign(assignments) + [f"new[{qi}, a, a] = {q}_new_aa" for qi, q in enumerate(quantities)]
+        body += [f"if not ({finite}):", "    nonfinite += 1"]
+        lines += ["    nonfinite = 0", "    for a in range(n):", "        b = a"] + ["        " + x for x in body]
+        return "\n".join(lines + ["    return nonfinite"]) + "\n"
+
+    groups = _hoisted(assignments, quantities)
+    lines.append("    g_diag = np.diag(g)")
+    for qi, q in enumerate(quantities):
+        if q == "K":
+            lines += ["    # variances floored at the smallest normal float (as regularise_pair does), once per input",
+                      "    K_diag = np.maximum(np.diag(prev[0]), 2.2250738585072014e-308)",
+                      "    K_root_diag = np.sqrt(K_diag)"]
+        else:
+            lines.append(f"    {q}_diag = np.diag(prev[{qi}])")
+        lines.append(f"    {q}_new_diag = np.diag(new[{qi}])")
+    lines += ["    " + x for x in assign(groups["const"])]
+    row_loads = ["g_aa = g_diag[a]"] + [f"{q}_{p}aa = {q}_{p}diag[a]" for q in quantities for p in ("", "new_")]
+    col_loads = ["g_bb = g_diag[b]"] + [f"{q}_{p}bb = {q}_{p}diag[b]" for q in quantities for p in ("", "new_")]
+    if groups["col"]:
+        lines.append("    # functions of input b alone, once per input")
+        lines += [f"    {sym}_b = np.empty(n)" for sym, _ in groups["col"]]
+        lines += ["    for b in range(n):"] + ["        " + x for x in col_loads + assign(groups["col"])]
+        lines += [f"        {sym}_b[b] = {sym}" for sym, _ in groups["col"]]
+    lines += ["    nonfinite = 0",
+              "    for i in prange(n - 1):",
+              "        # rows in the order 0, n-2, 1, n-3, ...: a long row next to a short one, so that",
+              "        # prange's equal blocks of iterations hold equal numbers of pairs",
+              "        a = i // 2 if i % 2 == 0 else n - 2 - i // 2"]
+    lines += ["        " + x for x in row_loads + assign(groups["row"])]
+    lines.append("        for b in range(a + 1, n):")
+    pair = ["g_ab = g[a, b]"] + col_loads[:1]
+    for qi, q in enumerate(quantities):
+        pair += [f"{q}_ab = prev[{qi}, a, b]", f"{q}_bb = {q}_diag[b]", f"{q}_new_bb = {q}_new_diag[b]"]
+    if "K" in quantities:  # |K_ab| <= sqrt(K_aa K_bb), and exactly equal for parallel inputs
+        pair.append("K_ab = snap_to_bound(K_ab, K_root_diag[a] * K_root_diag[b])")
+    pair += [f"{sym} = {sym}_b[b]" for sym, _ in groups["col"]]
+    pair += node_lines + assign(groups["pair"])
+    pair += [f"new[{qi}, a, b] = {q}_new_ab" for qi, q in enumerate(quantities)]
+    finite = " and ".join(f"math.isfinite({q}_new_ab)" for q in quantities)
+    pair += [f"if not ({finite}):", "    nonfinite += 1"]
+    lines += ["            " + x for x in pair]
+    return "\n".join(lines + ["    return nonfinite"]) + "\n"
 
 
 def generate_source(rec, quantities: tuple, rho_series: float = 0.9) -> str:
@@ -299,7 +384,7 @@ def generate_source(rec, quantities: tuple, rho_series: float = 0.9) -> str:
                 lines += node_lines
                 targets.append(target)
                 exprs.append(expr)
-            bodies[(first, diagonal)] = lines + _shared_subexpressions(targets, exprs)
+            bodies[(first, diagonal)] = (lines, _shared_subexpressions(targets, exprs))
     title = f"{rec.name}: phi(x) = {rec.activation.expr if rec.activation else 'phi(x)'}; " \
             f"{rec.parameterization} parameterization; quantities {', '.join(quantities)}"
     out = [HEADER.format(title=title, rho_series=rho_series)]
@@ -321,7 +406,7 @@ def generate_source(rec, quantities: tuple, rho_series: float = 0.9) -> str:
         out.append(_series_dispatch(len(prog.pair_nodes)))
     for first in (True, False):
         for kind, diagonal in (("diag", True), ("pairs", False)):
-            out.append(_driver(kind, first, quantities, bodies[(first, diagonal)], len(prog.factors)))
+            out.append(_driver(kind, first, quantities, *bodies[(first, diagonal)], len(prog.factors)))
     out.append(f"N_FACTORS = {len(prog.factors)}\n")
     return "\n\n".join(out)
 
