@@ -272,9 +272,10 @@ def fmt_err(v):
 
 def markdown(results) -> str:
     lines = []
-    lines.append("| activation | L | N | fieldnet warm (s) | NT warm (s) | NT / fieldnet | peak RSS fieldnet / NT (MiB) "
+    lines.append("| activation | L | N | fieldnet warm (s) | NT warm (s) | NT / fieldnet | CPU s per call fieldnet / NT "
+                 "| load avg fieldnet / NT | peak RSS fieldnet / NT (MiB) "
                  "| fieldnet max rel. err NNGP / NTK | NT max rel. err NNGP / NTK |")
-    lines.append("|---|---|---|---|---|---|---|---|---|")
+    lines.append("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in results["runs"]:
         f, nt = r["fieldnet"], r.get("nt")
         acc_f, acc_n = r["accuracy"]["fieldnet"], r["accuracy"].get("nt")
@@ -282,9 +283,12 @@ def markdown(results) -> str:
         if nt:
             dagger = "†" if nt.get("work_fraction", 1.0) < 1.0 else ""
             cells += [fmt(nt["warm_median_scaled_s"]) + dagger, fmt(r["ratio"]),
+                      f"{fmt(f['cpu_s_per_call'])} / {fmt(nt['cpu_s_per_call'] / nt.get('work_fraction', 1.0))}{dagger}",
+                      f"{f['loadavg_end'][0]:.1f} / {nt['loadavg_end'][0]:.1f}",
                       f"{f['peak_rss_mib']:.0f} / {nt['peak_rss_mib']:.0f}{dagger}"]
         else:
-            cells += ["—", "—", f"{f['peak_rss_mib']:.0f} / —"]
+            cells += ["—", "—", f"{fmt(f['cpu_s_per_call'])} / —", f"{f['loadavg_end'][0]:.1f} / —",
+                      f"{f['peak_rss_mib']:.0f} / —"]
         cells.append(f"{fmt_err(acc_f['nngp']['max_rel_err'])} / {fmt_err(acc_f['ntk']['max_rel_err'])}")
         cells.append(f"{fmt_err(acc_n['nngp']['max_rel_err'])} / {fmt_err(acc_n['ntk']['max_rel_err'])}"
                      if acc_n else "—")
@@ -483,7 +487,10 @@ def _md_header(results) -> str:
             f"Inputs: N x {s['input_dim']} standard normals (seed {s['seed']}); {acts}; NTK parameterization. "
             f"Warm: median of up to {s['repeats']} calls after the first. † neural-tangents computed the first "
             f"{s['nt_rows']} rows only; its time is scaled by N / {s['nt_rows']} and its RSS is that of the slice. "
-            f"Errors: max |x - ref| / |ref| over sampled entries against mpmath (30 digits).\n\n")
+            f"Errors: max |x - ref| / |ref| over sampled entries against mpmath (30 digits). CPU: user + system "
+            f"seconds per call (first and warm calls), scaled like the time for †; load avg: the machine's 1-minute "
+            f"load average when each tool's process ended (other jobs included)."
+            f"{(' ' + results['note']) if results.get('note') else ''}\n\n")
 
 
 if __name__ == "__main__":
