@@ -216,6 +216,19 @@ def test_cached_builtin_activation_needs_no_sympy(tmp_path):
     assert second.stdout.split() == ["False", first.stdout.split()[1]]
 
 
+def test_cache_key_of_a_builtin_is_its_name_only_for_builtins():
+    """The name-only cache key applies to activations made from a built-in name; an expression
+    that is merely called "relu" is keyed by its expression (else it would load relu's module)."""
+    from fieldnet.numeric.lowering import _cache_key
+    from fieldnet.symbolic.activations import Activation
+
+    relu = fn.get_activation("relu")
+    impostor = Activation.from_expr(sp.tanh(x), name="relu")
+    assert relu.builtin == "relu" and impostor.builtin is None and relu != impostor
+    assert _cache_key(relu, "ntk", ("K",)) != _cache_key(impostor, "ntk", ("K",))
+    assert relu == Activation.from_expr(sp.Max(0, x), name="relu")  # same name, same expression
+
+
 # --- batched k-dimensional expectations ------------------------------------------------------
 
 def _random_covs(rng, n, k, scale=1.0):

@@ -163,20 +163,24 @@ class Activation:
     @property
     def expr(self):
         """phi(x), a sympy expression in :data:`x`."""
-        if isinstance(self.definition, _Builtin):
-            object.__setattr__(self, "definition", self.definition.build())
-        return self.definition
+        if not isinstance(self.definition, _Builtin):
+            return self.definition
+        if "_built" not in self.__dict__:
+            object.__setattr__(self, "_built", self.definition.build())
+        return self.__dict__["_built"]
 
     @property
     def builtin(self) -> str | None:
-        """The name of a built-in activation without parameters (``"relu"``), else None."""
-        return self.name if self.name in _BUILTIN_PARAMS and not self.params else None
+        """The name of a built-in activation made from its name without parameters (``"relu"``),
+        else None (also for an expression that happens to be called "relu")."""
+        return self.definition.key if isinstance(self.definition, _Builtin) else None
 
     def __eq__(self, other):
         if not isinstance(other, Activation):
             return NotImplemented
-        return (self.name, self.params) == (other.name, other.params) and (
-            self.builtin is not None or self.expr == other.expr)
+        if (self.name, self.params) != (other.name, other.params):
+            return False
+        return (self.builtin is not None and other.builtin is not None) or self.expr == other.expr
 
     def __hash__(self):
         return hash((self.name, self.params))
