@@ -9,6 +9,7 @@ import pytest
 import fieldnet as fn
 from fieldnet.analysis.finite_width import finite_width
 from fieldnet.montecarlo.finite_width import finite_width_scan
+from test_finite_width_montecarlo import RELU_STEP_TOL, relu_step_average_error
 
 X = np.random.default_rng(11).standard_normal((3, 8))
 SETTINGS = [("relu", 2.0, 0.0, 4), ("tanh", 1.5, 0.05, 2), ("tanh", 1.0, 0.0, 4),
@@ -26,8 +27,8 @@ def _z(estimate, se, theory):
 @pytest.mark.parametrize("name, cw, cb, depth", SETTINGS)
 def test_finite_width_theory_vs_monte_carlo(name, cw, cb, depth):
     """Every layer l >= 2. relu: the NTK tensors' entries on three distinct inputs need 3-D averages of the step
-    phi' = theta(z), which the tensor Gauss-Hermite rule gets 10-12% wrong (tests/test_finite_width_montecarlo.py,
-    RELU_ORTHANT); they are reported, not asserted."""
+    phi' = theta(z); with an integrator that gets them wrong (tensor Gauss-Hermite: 10-12%; measured by
+    relu_step_average_error) they are reported, not asserted."""
     net = fn.DeepNetwork(depth, name, cw, cb)
     theory = finite_width(net, X, ntk=True)
     scan = finite_width_scan(net, X, widths=(32, 64, 128), n_networks=(3000, 1500, 750), seed=5, cross_check=False)
@@ -43,11 +44,12 @@ def test_finite_width_theory_vs_monte_carlo(name, cw, cb, depth):
              "Var(H)/E[H]^2 x n": _z(var.intercept, var.intercept_se, rel).max()}
     reported = {}
     tensors = {"A": theory.A, "B": theory.B, "D": theory.D, "F": theory.F, "ntk_covariance": theory.ntk_covariance(1.0)}
+    skip = name == "relu" and relu_step_average_error() > RELU_STEP_TOL
     for q, ref in tensors.items():
         fit = scan.fit(q)
-        keep = np.broadcast_to(~THREE if name == "relu" else np.ones_like(THREE), ref.shape)
+        keep = np.broadcast_to(~THREE if skip else np.ones_like(THREE), ref.shape)
         worst[q] = _z(fit.intercept[keep], fit.intercept_se[keep], ref[keep]).max()
-        if name == "relu":
+        if skip:
             reported[q] = round(float(_z(fit.intercept[~keep], fit.intercept_se[~keep], ref[~keep]).max()), 2)
     print(f"{name} C_W={cw} C_b={cb} depth {depth}: largest |theory - MC| / se:",
           {k: round(float(x), 2) for k, x in worst.items()},
