@@ -16,6 +16,7 @@ from fieldnet.symbolic.recurrent import (TwoTimeKernel, recurrent_mean_field_rec
 
 X1 = np.array([[1.0, 0.5, -0.3]])
 X2 = np.array([[1.0, 0.5, -0.3], [0.2, -1.0, 0.4]])
+RELU_DEEP_RTOL = 1e-12          # measured 1.4e-16 absolute (closed forms on both sides)
 
 
 def _pair(net_kw, X=X1):
@@ -150,7 +151,7 @@ def test_deep_c1_equals_finite_width_k1():
     res = recurrent_finite_width(net, X2)
     ref = fn.finite_width(net.deep_equivalent(), X2)
     for t in range(4):
-        np.testing.assert_allclose(res.C1[t, t], ref.K1[t], rtol=1e-7, atol=1e-10)
+        np.testing.assert_allclose(res.C1[t, t], ref.K1[t], rtol=1e-11, atol=1e-13)     # measured 5e-14 relative
     assert np.all(res.C1[~np.eye(4, dtype=bool)] == 0)
     np.testing.assert_array_equal(res.C1, res.Caux1)          # no conditional-mean gap in the deep net
 
@@ -162,12 +163,12 @@ def test_symmetric_case_single_time_c1_coincides():
     net = RecurrentNetwork("erf", 3, cw, 0.0, 1.0)
     r, d = recurrent_finite_width(net, X2), recurrent_finite_width(net.with_architecture("deep"), X2)
     for t in range(4):
-        np.testing.assert_allclose(r.C1[t, t], d.C1[t, t], rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(r.C1[t, t], d.C1[t, t], rtol=1e-11, atol=1e-13)    # measured 3e-17
     assert abs(d.C1[3, 3, 0, 0]) > 0.05
     K = np.diag(r.C0[:, :, 0, 0])
     phi2 = 2 / np.pi * np.arcsin(2 * K[0] / (1 + 2 * K[0]))
     dphi = lambda k: 2 / np.sqrt(np.pi * (1 + 2 * k))
-    assert r.Caux1[1, 3, 0, 0] == pytest.approx(cw ** 2 * phi2 * dphi(K[1]) * dphi(K[2]), rel=1e-7)
+    assert r.Caux1[1, 3, 0, 0] == pytest.approx(cw ** 2 * phi2 * dphi(K[1]) * dphi(K[2]), rel=1e-11)   # measured 1e-14
 
 
 @pytest.mark.parametrize("kw", [dict(activation="tanh", bias_var=0.2), dict(activation="erf", bias_var=0.0,
@@ -189,10 +190,75 @@ def test_c1_shape_and_symmetry():
     np.testing.assert_allclose(res.corrected(10.0), res.C0 + res.C1 / 10)
 
 
-def test_kinked_activation_c1_raises_where_a_delta_function_remains():
-    """ReLU: the a-term needs d/dC of four-variable averages, i.e. delta functions without a closed form."""
-    with pytest.raises(DivergenceError, match="delta function"):
-        recurrent_finite_width(RecurrentNetwork("relu", 3, 2.0, 0.1, 1.0), X1)
+def _relu_cov3():
+    """A 3 x 3 covariance over (z_a, z_b, z_c) with all correlations non-zero."""
+    L = np.array([[1.1, 0.0, 0.0], [0.4, 0.9, 0.0], [-0.3, 0.5, 0.8]])
+    return L @ L.T
+
+
+def test_delta_conditioning_against_closed_form_and_price():
+    """E[delta(z_b) relu(z_a) relu(z_c)^2] (a dPi/dC_bb integrand of the relu RNN) by conditioning on z_b = 0 against
+    (i) N(0; 0, C_bb) times the arc-cosine closed form <relu(u)^2 relu(v)> = A sqrt(B) (1 + cos t)^2 / (2 sqrt(2 pi))
+    (THEORY.md 2.3) at the Schur-complement covariance, and (ii) Price's theorem, 2 d/dC_bb E[relu_a relu_b relu_c^2]
+    by central differences of the product integrator."""
+    from fieldnet.analysis.recurrent import _delta_plan
+    from fieldnet.numeric.products import product_module
+
+    za, zb, zc = sp.symbols("z_a z_b z_c", real=True)
+    relu = lambda z: sp.Max(0, z)
+    C = _relu_cov3()
+    value = _delta_plan(sp.DiracDelta(zb) * relu(za) * relu(zc) ** 2, (za, zb, zc))(C[None])[0]
+    S = C[np.ix_([0, 2], [0, 2])] - np.outer(C[[0, 2], 1], C[[0, 2], 1]) / C[1, 1]   # (z_a, z_c) | z_b = 0
+    A, B = S[1, 1], S[0, 0]                                                           # u = z_c (squared), v = z_a
+    cos = S[0, 1] / np.sqrt(A * B)
+    closed = A * np.sqrt(B) * (1 + cos) ** 2 / (2 * np.sqrt(2 * np.pi)) / np.sqrt(2 * np.pi * C[1, 1])
+    assert value == pytest.approx(closed, rel=1e-10)        # measured 8e-13
+    mod = product_module([relu(za), relu(za) ** 2])
+    h = 1e-3
+    plus, minus = C.copy(), C.copy()
+    plus[1, 1] += h
+    minus[1, 1] -= h
+    avg = mod.average(np.array([0, 0, 1]), np.stack([plus, minus]), tol=1e-12)
+    assert value == pytest.approx(2 * (avg[0] - avg[1]) / (2 * h), rel=2e-6)   # measured 4e-7 (O(h^2): 4e-5 at h = 1e-2)
+    # Heaviside(0) = 1/2 (the project's convention): H(z_b) delta(z_b) = delta(z_b) / 2
+    half = _delta_plan(sp.DiracDelta(zb) * sp.Heaviside(zb) * relu(za), (za, zb))(C[:2, :2][None])[0]
+    cond = C[0, 0] - C[0, 1] ** 2 / C[1, 1]
+    assert half == pytest.approx(0.5 * np.sqrt(cond / (2 * np.pi)) / np.sqrt(2 * np.pi * C[1, 1]), rel=1e-8)
+
+
+def test_delta_functions_the_conditioning_cannot_take_raise():
+    """Deltas away from 0 (a non-zero conditional mean), delta derivatives and squared deltas: a clear error."""
+    from fieldnet.analysis.recurrent import _delta_plan
+
+    za, zb = sp.symbols("z_a z_b", real=True)
+    with pytest.raises(DivergenceError, match="only delta functions at 0"):
+        _delta_plan(sp.DiracDelta(zb - 1) * sp.Max(0, za), (za, zb))
+    with pytest.raises(DivergenceError, match="only delta functions at 0"):
+        _delta_plan(sp.DiracDelta(zb, 1) * sp.Max(0, za), (za, zb))
+    with pytest.raises(DivergenceError, match="same variable"):
+        _delta_plan(sp.DiracDelta(zb) ** 2 * sp.Max(0, za), (za, zb))
+    with pytest.raises(DivergenceError, match="zero variance"):
+        _delta_plan(sp.DiracDelta(zb) * sp.Max(0, za), (za, zb))(np.array([[[1.0, 0.0], [0.0, 0.0]]]))
+
+
+def test_relu_deep_c1_equals_finite_width_k1():
+    """ReLU at 1/n (delta functions conditioned out): the deep architecture's C1 is fn.finite_width's K1 (closed forms
+    there), two inputs, T = 4."""
+    net = RecurrentNetwork("relu", 4, 1.8, 0.1, 1.2, architecture="deep")
+    res = recurrent_finite_width(net, X2)
+    ref = fn.finite_width(net.deep_equivalent(), X2)
+    for t in range(5):
+        np.testing.assert_allclose(res.C1[t, t], ref.K1[t], rtol=RELU_DEEP_RTOL, atol=1e-12)
+    assert abs(ref.K1[4, 0, 1]) > 0.1          # the diagonal is 0: relu's one-input map is linear in K
+
+
+def test_relu_rnn_c1_finite_and_causal():
+    """ReLU RNN from T = 3 on (one input; was DivergenceError before the delta conditioning): C1 at times <= t does not
+    depend on later steps, and the shared bias makes it differ from the deep net's (zero for one relu input)."""
+    r3 = recurrent_finite_width(RecurrentNetwork("relu", 3, 1.8, 0.1, 1.0), X1)
+    r5 = recurrent_finite_width(RecurrentNetwork("relu", 5, 1.8, 0.1, 1.0), X1)
+    np.testing.assert_allclose(r5.C1[:4, :4], r3.C1, rtol=1e-9, atol=1e-12)
+    assert np.all(np.isfinite(r5.C1)) and abs(r5.C1[5, 5, 0, 0]) > 0.1
 
 
 # ---------------------------------------------------------------- CLI
@@ -324,10 +390,11 @@ def test_readout_two_point_function():
 
 def test_symmetric_case_tanh_no_fake_difference():
     """THEORY.md 7.8: quadrature must not fake an RNN != DNN difference. tanh, C_b = 0, first-step input, 2 inputs:
-    equal-time C1 agree to quadrature accuracy (measured 4e-8 against |C1| ~ 0.2), n Var to rounding."""
+    equal-time C1 agree to quadrature accuracy (measured 2.8e-14 against |C1| ~ 0.2 with the numba product integrator;
+    4e-8 with the former tensor Gauss-Hermite), n Var to rounding."""
     net = RecurrentNetwork("tanh", 3, 2.0, 0.0, 1.0)
     r, d = recurrent_finite_width(net, X2), recurrent_finite_width(net.with_architecture("deep"), X2)
     for t in range(4):
-        np.testing.assert_allclose(r.C1[t, t], d.C1[t, t], atol=1e-6)
+        np.testing.assert_allclose(r.C1[t, t], d.C1[t, t], atol=1e-11)
     assert np.abs(d.C1[3, 3]).min() > 0.05
     np.testing.assert_allclose(r.Q_var, d.Q_var, rtol=1e-12)

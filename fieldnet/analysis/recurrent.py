@@ -38,13 +38,21 @@ from a fluctuating C); it vanishes in the deep net, where (**) reduces to Caux1 
 Every Gaussian average and its covariance derivative is a sympy expression derived by the engine
 (:func:`fieldnet.symbolic.finite_width.kernel_jacobian`, ``kernel_hessian``, ``four_point_source`` and
 ``sympy.diff`` through Price's theorem), with the two "inputs" of the deep formulas read as two time-input
-variables. Averages with no closed form go through one private helper, :func:`_gaussian_average` (adaptive whitened
-trapezoid for up to 2 variables, tensor Gauss-Hermite for 3 and 4, :data:`HERMITE_NODES`; about 3e-4 absolute on C1
-for tanh at variances of order 1-2). Cost: Pi and the a-term need
-O(M^2) averages of up to 4 variables, M = T N (T N + 1)/2 coordinates (tanh on 2 shared cores: T = 4, N = 1 about
-6 s; T = 8 about 35 s; T = 5, N = 2 about 75 s). The 1/n part differentiates averages twice (Price): for kinked activations a delta function
-remains wherever no closed form covers the average (ReLU from T = 3 on), which raises
-:class:`fieldnet.errors.DivergenceError`.
+variables. Averages with no closed form go through one private helper, :func:`_gaussian_average`: integrands that
+split into single-variable factors (all of them for the built-in activations) go to the numba product integrator of
+:mod:`fieldnet.numeric.products` (via :class:`fieldnet.analysis.finite_width._ProductAverage`, 1e-9 relative;
+kink-aware), 1- and 2-variable ones otherwise to the adaptive whitened trapezoid, and only integrands that do not
+split to tensor Gauss-Hermite (:data:`HERMITE_NODES`). Against the same integrator at 1e-12, C1 is accurate to
+7e-13 absolute (tanh, C_W = 2.5, C_U = 1.5, C_b = 0.2, T = 3; tensor Gauss-Hermite gave 3e-6). Cost: Pi and the a-term
+need O(M^2) averages of up to 4 variables, M = T N (T N + 1)/2 coordinates (tanh on 2 shared cores: T = 4, N = 1
+about 2 s; T = 8 about 15 s; T = 10 about 45 s; T = 5, N = 2 about 30 s).
+
+**Kinked activations.** Price's theorem differentiates averages twice, so for relu the one-loop integrands contain
+delta(z_s) times factors of the other variables (e.g. delta(z_b) relu(z_a) relu(z_c)^2 / 2 in dPi/dC_bb). These are
+integrated exactly by conditioning (:class:`_DeltaProductAverage`): E[delta(z_S) f(z_R)] = N(0; 0, C_SS)
+E[f(z_R) | z_S = 0], z_R | z_S = 0 Gaussian with the Schur-complement covariance and, the kink being at 0, zero mean;
+g(z_s) delta(z_s) is g(0) delta(z_s) with Heaviside(0) = 1/2. Deltas away from 0 (a non-zero conditional mean) and
+delta derivatives raise :class:`fieldnet.errors.DivergenceError` naming the integrand.
 """
 
 from __future__ import annotations
@@ -55,29 +63,126 @@ from functools import lru_cache
 import numpy as np
 import sympy as sp
 
+from fieldnet.analysis.finite_width import _product_plan, _ProductAverage
 from fieldnet.errors import DivergenceError, ParameterError, require
 from fieldnet.numeric.functions import numpy_function
 from fieldnet.numeric.kernels import validate_inputs
+from fieldnet.numeric.products import split_product
 from fieldnet.numeric.quadrature import batched_expectation
 from fieldnet.spec import DeepNetwork, RecurrentNetwork
 from fieldnet.symbolic import finite_width as fw
+from fieldnet.symbolic.distributions import normalize_deltas
 from fieldnet.symbolic.nodes import LayerQuantity, expectation_nodes
 
 _LABELS = fw.symbols("a", "b", "c", "d")
 _RHO_MAX = 1.0 - 1e-12
 
 
-#: tensor Gauss-Hermite nodes per axis for 3- and 4-variable averages. Measured on C1 (tanh, C_W = 2.5, C_U = 1.5,
-#: C_b = 0.2, T = 3) against 40 nodes: 16 nodes 4.7e-3 absolute (C1 ~ 1.6), 24 nodes 3.1e-4, 32 nodes 2.4e-5
-#: (tanh's poles at +-i pi/2 make Gauss-Hermite converge sub-exponentially, THEORY.md 7.8).
+#: tensor Gauss-Hermite nodes per axis for the fallback path (3- and 4-variable averages whose integrand does not split
+#: into single-variable factors; none of the built-in activations needs it). Measured on C1 (tanh, C_W = 2.5,
+#: C_U = 1.5, C_b = 0.2, T = 3) against 40 nodes: 16 nodes 4.7e-3 absolute (C1 ~ 1.6), 24 nodes 3.1e-4, 32 nodes
+#: 2.4e-5 (tanh's poles at +-i pi/2 make Gauss-Hermite converge sub-exponentially, THEORY.md 7.8).
 HERMITE_NODES = {3: 40, 4: 24}
 
 
-def _gaussian_average(f, cov: np.ndarray) -> np.ndarray:
-    """E_{z ~ N(0, cov[p])} f(z) for cov (P, k, k), k <= 4: the ONE place this module integrates (switch to the
-    numba product integrator here). k <= 2: adaptive whitened trapezoid (1e-14 relative); k = 3, 4: tensor
-    Gauss-Hermite with :data:`HERMITE_NODES` per axis."""
+def _gaussian_average(f, cov: np.ndarray, product=None) -> np.ndarray:
+    """E_{z ~ N(0, cov[p])} f(z) for cov (P, k, k), k <= 4: the ONE place this module integrates.
+
+    With ``product`` (a plan from :func:`_average_plan`: the integrand as a sum of products of single-variable
+    factors, delta functions conditioned out) the numba product integrator of :mod:`fieldnet.numeric.products`,
+    through :class:`fieldnet.analysis.finite_width._ProductAverage` (tolerance 1e-9 relative to E|f|); otherwise
+    ``f`` on the numpy path: adaptive whitened trapezoid (1e-14 relative) for k <= 2, tensor Gauss-Hermite with
+    :data:`HERMITE_NODES` per axis for k = 3, 4."""
+    if product is not None:
+        return product(cov)
     return batched_expectation(f, cov, n_nodes=HERMITE_NODES.get(cov.shape[-1]))
+
+
+class _DeltaProductAverage:
+    """E_{z ~ N(0, C)} of sum_t c_t prod_{s in S_t} delta(z_s) prod_{r not in S_t} g_tr(z_r): every delta sits at 0,
+    so each term is
+
+        c_t N(0; 0, C_SS) E[prod_r g_tr(z_r) | z_S = 0],   z_R | z_S = 0 ~ N(0, C_RR - C_RS C_SS^{-1} C_SR)
+
+    (the conditional mean C_RS C_SS^{-1} t vanishes at t = 0), the remaining average going to the product
+    integrator. ``terms``: (c, delta variables S, product terms of the rest as from split_product, rest variables).
+    A factor g(z_s) delta(z_s) at the same variable has been replaced by g(0) delta(z_s) beforehand
+    (:func:`fieldnet.symbolic.distributions.normalize_deltas`; Heaviside(0) = 1/2, the project's convention)."""
+
+    def __init__(self, terms, variables):
+        self.variables = list(variables)
+        self.terms = []
+        for coef, deltas, rest, rest_vars in terms:
+            S = [self.variables.index(v) for v in deltas]
+            R = [self.variables.index(v) for v in rest_vars]
+            plan = _ProductAverage(rest, list(rest_vars)) if rest_vars else None
+            const = sum(c for c, parts in rest if not parts) if not rest_vars else None
+            self.terms.append((coef, S, R, plan, const))
+
+    def __call__(self, cov: np.ndarray) -> np.ndarray:
+        total = np.zeros(cov.shape[0])
+        for coef, S, R, plan, const in self.terms:
+            density, cond = 1.0, cov[:, R][:, :, R]
+            if S:
+                css = cov[:, S][:, :, S]
+                det = np.linalg.det(css)
+                if not np.all(det > 0):
+                    raise DivergenceError("a delta function sits on a variable of zero variance (given the other "
+                                          "delta variables): the Gaussian average is infinite")
+                density = (2 * np.pi) ** (-len(S) / 2) / np.sqrt(det)
+                if plan is not None:
+                    crs = cov[:, R][:, :, S]
+                    cond = cond - crs @ np.linalg.solve(css, np.swapaxes(crs, 1, 2))
+                    cond = 0.5 * (cond + np.swapaxes(cond, 1, 2))
+            total += coef * density * (const if plan is None else plan(cond))
+        return total
+
+
+def _delta_plan(integrand, variables):
+    """A :class:`_DeltaProductAverage` for an integrand with delta functions (every term: deltas of order 0 at 0
+    on distinct variables times single-variable factors of the others), or None when some term does not split
+    (the numpy path then raises DivergenceError). Delta derivatives and deltas away from 0 raise DivergenceError
+    here: their conditional averages have a non-zero mean, which the product integrator does not take."""
+    variables = tuple(variables)
+    terms = []
+    for term in sp.Add.make_args(sp.expand(normalize_deltas(integrand))):
+        deltas, rest = {}, sp.S.One
+        for factor in sp.Mul.make_args(term):
+            base, exp = factor.as_base_exp()
+            if not isinstance(base, sp.DiracDelta):
+                rest *= factor
+                continue
+            arg, order = base.args[0], (int(base.args[1]) if len(base.args) > 1 else 0)
+            var = [v for v in variables if arg.has(v)]
+            if len(var) != 1 or sp.diff(arg, var[0]) != 1:
+                return None
+            point = sp.simplify(var[0] - arg)
+            if order != 0 or point != 0:
+                raise DivergenceError(f"the integrand {integrand} has {factor}: only delta functions at 0 "
+                                      "(kinks at 0, e.g. relu) are integrated exactly (the conditional average at "
+                                      "a kink away from 0, or of a delta derivative, has a non-zero mean)")
+            if exp != 1 or var[0] in deltas:
+                raise DivergenceError(f"the integrand {integrand} has a product of delta functions at the same "
+                                      "variable: its Gaussian average is infinite")
+            deltas[var[0]] = point
+        rest = rest.xreplace(deltas)                 # g(z_s) delta(z_s) -> g(0) delta(z_s), Heaviside(0) = 1/2
+        if rest.free_symbols - set(variables):
+            return None
+        rest_vars = tuple(v for v in variables if rest.has(v))
+        split = split_product(rest, rest_vars) if rest_vars else [(float(rest), {})]
+        if split is None:
+            return None
+        terms.append((1.0, tuple(deltas), split, rest_vars))
+    return _DeltaProductAverage(terms, variables)
+
+
+def _average_plan(node):
+    """How :func:`_gaussian_average` integrates ``node``: integrands with delta functions by conditioning
+    (:func:`_delta_plan`), others as finite_width does (:func:`fieldnet.analysis.finite_width._product_plan`:
+    the product integrator for >= 3 variables when the integrand splits, else None, the numpy path)."""
+    if node.integrand.has(sp.DiracDelta):
+        return _delta_plan(node.integrand, node.variables)
+    return _product_plan(node)
 
 
 # ---------------------------------------------------------------- inputs and the variable layout
@@ -233,7 +338,9 @@ class _Template:
         for n in nodes:
             k = len(n.variables)
             cov = [[numpy_function(syms, n.covariance[i, j]) for j in range(k)] for i in range(k)]
-            self.nodes.append((cov, numpy_function(n.variables, n.integrand, f"{label}: the integrand")))
+            plan = _average_plan(n)
+            f = None if plan is not None else numpy_function(n.variables, n.integrand, f"{label}: the integrand")
+            self.nodes.append((cov, f, plan))
         self.value = numpy_function(syms + list(holders), expr, label)
         self.label = label
 
@@ -241,10 +348,10 @@ class _Template:
         args = [state[a] for a in self.args]
         vals = []
         with np.errstate(all="ignore"):
-            for cov, f in self.nodes:
+            for cov, f, plan in self.nodes:
                 c = np.stack([np.stack([np.broadcast_to(np.asarray(e(*args), float), (size,)) for e in row], -1)
                               for row in cov], -2)
-                vals.append(_gaussian_average(f, c))
+                vals.append(_gaussian_average(f, c, plan))
             out = np.broadcast_to(np.asarray(self.value(*args, *vals), dtype=float), (size,)).copy()
         if not np.all(np.isfinite(out)):
             raise DivergenceError(f"{self.label} is not finite: a Gaussian average diverges for this activation")
@@ -487,7 +594,7 @@ def recurrent_finite_width(network: RecurrentNetwork, X, readout: bool = False) 
     """C0 and the 1/n coefficient C1 of E[(1/n) sum_i h^s_{i;a} h^t_{i;b}], arrays (T+1, T+1, N, N) (module doc).
 
     ``readout=True`` also gives P0, P1 of E[(1/n) sum_i phi(h^s_{i;a}) phi(h^t_{i;b})] (the readout two-point
-    function; about doubles the cost); at t = T it needs the averages of one more step (ReLU: delta functions)."""
+    function; about doubles the cost); at t = T it needs the averages of one more step."""
     G = input_gram(network, X)
     T1 = network.steps + 1
     N = G.shape[0] // T1
