@@ -36,6 +36,7 @@ from fieldnet.errors import DivergenceError, ParameterError, require
 from fieldnet.numeric.functions import numpy_function
 from fieldnet.numeric.kernels import kernels, validate_inputs
 from fieldnet.numeric.numpy_backend import _regularise_pair, stable_forms
+from fieldnet.numeric.products import canonical_factor, product_module, split_product
 from fieldnet.numeric.quadrature import batched_expectation
 from fieldnet.spec import DeepNetwork
 from fieldnet.symbolic import finite_width as fw
@@ -46,18 +47,66 @@ _PARAMS = {fw.C_W: "C_W", fw.C_B: "C_b", fw.LAMBDA_W: "lambda_W", fw.LAMBDA_B: "
 _RHO_MAX = 1.0 - 1e-12  # |rho| cap on pairs: arc-cosine derivatives are singular (with finite limits) at |rho| = 1
 
 
-def _gaussian_average(f, cov: np.ndarray) -> np.ndarray:
+def _gaussian_average(f, cov: np.ndarray, product=None) -> np.ndarray:
     """E_{z ~ N(0, cov[p])} f(z) for cov (P, k, k): the ONE place fieldnet's finite-width code integrates.
 
-    Today :func:`fieldnet.numeric.quadrature.batched_expectation` (adaptive whitened trapezoid for k <= 2,
-    tensor Gauss-Hermite for k = 3, 4); switch to the numba integrator here."""
+    With ``product`` (a :class:`_ProductAverage`: the integrand as a sum of products of single-variable
+    factors) the generated numba integrator of :mod:`fieldnet.numeric.products` (nested 1-D rules after a
+    pivoted Cholesky, tolerance ``_PRODUCT_TOL``); otherwise :func:`fieldnet.numeric.quadrature.batched_expectation`
+    on the numpy callable ``f`` (adaptive whitened trapezoid for k <= 2, tensor Gauss-Hermite for k = 3, 4)."""
+    if product is not None:
+        return product(cov)
     return batched_expectation(f, cov)
+
+
+_USE_PRODUCTS = False       # route product-form averages to fieldnet.numeric.products (off until the finite-width
+                            # and Monte Carlo suites have been run with it; see the README, Numerics)
+_PRODUCT_MIN_VARIABLES = 3  # 1-, 2-variable averages stay on the adaptive trapezoid (1e-12 relative already)
+_PRODUCT_TOL = 1e-9         # relative to E|integrand|
+
+
+class _ProductAverage:
+    """A Gaussian-average node written as sum_t c_t prod_v g_tv(z_v), for the generated integrator of
+    :mod:`fieldnet.numeric.products` (its compiled module depends only on the primitives of the factors,
+    e.g. tanh(x), so one activation costs one numba compile)."""
+
+    def __init__(self, terms, variables):
+        self.terms = [(coef, tuple(variables.index(v) for v in parts), tuple(parts[v] for v in parts))
+                      for coef, parts in terms]
+        self.module = None
+        self.fids = None
+
+    def _resolve(self):
+        factors = sorted({canonical_factor(f) for _, _, fs in self.terms for f in fs}, key=sp.srepr)
+        self.module = product_module(factors)
+        self.fids = [tuple(factors.index(canonical_factor(f)) for f in fs) for _, _, fs in self.terms]
+
+    def __call__(self, cov: np.ndarray) -> np.ndarray:
+        if self.module is None:
+            self._resolve()
+        total = np.zeros(cov.shape[0])
+        for (coef, idx, _), fids in zip(self.terms, self.fids):
+            if not idx:
+                total += coef
+                continue
+            sub = cov[:, idx][:, :, idx]
+            total += coef * self.module.average(np.array(fids, dtype=np.int64), sub, tol=_PRODUCT_TOL)
+        return total
 
 
 # ---------------------------------------------------------------- lowering of one derived expression
 
 def _name(q: LayerQuantity) -> str:
     return q.name + ("_" + "".join(str(i) for i in q.indices) if q.indices else "")
+
+
+def _product_plan(node):
+    """A :class:`_ProductAverage` for a node of >= _PRODUCT_MIN_VARIABLES variables whose integrand is a
+    sum of products of single-variable factors, else None (the numpy path)."""
+    if not _USE_PRODUCTS or len(node.variables) < _PRODUCT_MIN_VARIABLES:
+        return None
+    terms = split_product(node.integrand, node.variables)
+    return None if terms is None else _ProductAverage(terms, list(node.variables))
 
 
 class _Lowered:
@@ -77,7 +126,8 @@ class _Lowered:
         syms = [sp.Symbol(a) for a in self.args]
         self.nodes = [(n, [[numpy_function(syms, n.covariance[i, j]) for j in range(len(n.variables))]
                            for i in range(len(n.variables))],
-                       numpy_function(n.variables, n.integrand, f"{label}: the integrand")) for n in nodes]
+                       numpy_function(n.variables, n.integrand, f"{label}: the integrand"), _product_plan(n))
+                      for n in nodes]
         self.value = numpy_function(syms + list(holders), expr, label)
 
     def __call__(self, state: dict, cache: dict) -> np.ndarray:
@@ -85,11 +135,11 @@ class _Lowered:
         shape = state["_shape"]
         vals = []
         with np.errstate(all="ignore"):
-            for node, cov, f in self.nodes:
+            for node, cov, f, product in self.nodes:
                 if node not in cache:
                     c = np.stack([np.stack([np.broadcast_to(np.asarray(e(*args), float), shape) for e in row], -1)
                                   for row in cov], -2)
-                    cache[node] = _gaussian_average(f, c)
+                    cache[node] = _gaussian_average(f, c, product)
                 vals.append(cache[node])
             return np.broadcast_to(np.asarray(self.value(*args, *vals), dtype=float), shape).copy()
 
