@@ -1,10 +1,17 @@
 """Batched Gaussian averages of products of single-variable factors, lowered to numba.
 
-    mod = product_module((sp.tanh(x), 1 - sp.tanh(x) ** 2))        # one module per factor set
+    mod = product_module((sp.tanh(x), 1 - sp.tanh(x) ** 2))
     values = mod.average(fids, covs, tol=1e-10)   # E_{z ~ N(0, covs[p])} prod_i factor_{fids[p, i]}(z_i)
 
 Every 3- and 4-variable average of the finite-width recursions is of this form (after expansion the
 integrands are products of phi^(m)(z_s)^j per input), and so are most 1- and 2-variable ones.
+
+**Factors as data.** A factor is written as a polynomial in its *primitives* (x, tanh(x), Max(0, x),
+exp(-x^2), ...: :func:`primitives_of`); the generated module prints the primitives with
+:class:`~fieldnet.numeric.codegen.NumbaPrinter` and evaluates ``factor_value(fid, x, ft)`` from a runtime
+coefficient table (:func:`factor_table`, with each factor's breakpoints from
+:func:`~fieldnet.numeric.codegen.breakpoints`). So the compiled module depends only on the primitives --
+one numba compile per activation, whatever factors its recursions need.
 
 **Method: sequential conditioning (nested 1-D rules in whitened coordinates).** A pivoted Cholesky
 factor z = L u (u ~ N(0, 1)^k; the variable of largest conditional variance first) makes z_k =
@@ -12,30 +19,31 @@ m_k(u_1..u_{k-1}) + L_kk u_k, so the factor g_k(z_k) depends on u_1..u_k only an
 with a 1-D rule while the deeper levels are a Gaussian convolution (smooth in u_k). A variable whose
 conditional variance vanishes (relative 1e-13) is deterministic given the earlier ones: its level
 evaluates g_k(m_k) and integrates nothing, so exactly singular covariances are exact. Nodes outside
-the ball |u| <= RADIUS = 9 (the 4-D tail of z1 z2 z3 z4 beyond is ~1e-12) are dropped level by level.
+the ball |u| <= radius (9, or sqrt(2 ln(1/tol)) + 2 if smaller) are dropped level by level.
 
-* **Analytic factors** (no breakpoints; tanh has poles at +-i pi/2, where Gauss–Hermite is poor): the
-  trapezoid rule in u_k, whose error falls like exp(-2 pi d / h) for a strip of analyticity d. The
-  step is h_k = min(H_MAX, w / s_k) with s_k = max_{j >= k} |L_jk| (how fast the integrand varies in
-  u_k) and the resolution w in preactivation units (initially from ``tol`` and a strip of pi/2, the
-  tanh value). The nodes are those of a fixed grid in z_k (per average and level), so each factor is
-  evaluated once per grid point and not once per outer node (hoisted); the innermost level's Gaussian
-  weights come from a two-multiplication recurrence.
-* **Kinked factors** (any factor with breakpoints, e.g. relu, from :func:`codegen.breakpoints`): every
-  level uses Gauss–Legendre panels in u_k whose edges include the own kinks, u_k = (b - m_k)/L_kk, and
-  the kinks of the later factors projected onto u_k (smoothed over sqrt(sum_{i>k} L_ji^2)/|L_jk| by the
-  deeper levels, so graded panels down to that width, as in the lowered pair rule). Nodes where a
-  factor vanishes (relu's negative side) prune their whole subtree.
+* **Analytic factors** (no breakpoints; tanh has poles at +-i pi/2, where Gauss-Hermite is poor): the
+  trapezoid rule in u_k, whose error falls like exp(-2 pi d / h) for a strip of analyticity d. The step
+  is h_k = min(H_MAX, w / s_k), s_k = max_{j >= k} |L_jk| (how fast the integrand varies in u_k), w a
+  resolution in preactivation units. The nodes lie on a fixed grid in z_k (per average and level), so
+  each factor is evaluated once per grid point, not once per outer node, and the Gaussian weights come
+  from a two-multiplication recurrence.
+* **Kinked factors** (any factor with breakpoints, e.g. relu): every level uses Gauss-Legendre panels in
+  u_k whose edges include the own kinks, u_k = (b - m_k)/L_kk, and the kinks of the later factors
+  projected onto u_k (graded panels when the deeper levels smooth them over less than half a panel).
+  Nodes where a factor vanishes (relu's negative side) prune their whole subtree.
+* **Innermost level:** its conditional average I(m) = E g(m + L_kk u) is tabulated once per average on
+  a grid of step L_kk (tol/20)^(1/6) and read by six-point Lagrange interpolation (error
+  <= 0.2 (step / L_kk)^6 max|g| for a Gaussian convolution), which removes one level of nesting.
 
-**Error control.** Every average is computed with two rules — trapezoid on the grid and on the grid
-shifted by half a step (kinked: Gauss–Legendre of order 12 and 8 on the same panels) — and accepted
-when they agree to ``tol`` E|f| (E|f| from the same nodes); otherwise w shrinks by 0.6 and both are
-repeated (at most MAX_ROUNDS times; then :class:`~fieldnet.numeric.quadrature.QuadratureWarning`).
-The first rule's value is returned with |rule 1 - rule 2| as its error estimate.
+**Error control.** Analytic factors: the trapezoid rule on the grid and on the grid shifted by half a
+step, whose mean is the estimate (it cancels the leading error); w shrinks by 0.6 until two successive
+estimates agree to tol^0.6 E|f| (E|f| from the same nodes; the error falls like exp(-c / w), so the
+finer estimate is then good to about tol; measured in tests/test_products.py). Kinked factors: Gauss-Legendre of order 12 and 8 on the same panels, the first
+accepted when they agree to tol E|f|, else w shrinks by 0.6. At most MAX_ROUNDS rounds; then a
+:class:`~fieldnet.numeric.quadrature.QuadratureWarning`. ``with_error`` returns the last difference.
 
-The generated module (``factor<i>``, ``factor_value(fid, x)``, ``BREAKS``, and the generic nested
-integrator, printed from this file's template) is cached in ``$FIELDNET_CACHE_DIR`` under a hash of the
-factors and of the generator sources; :attr:`ProductModule.source` prints it.
+Modules are cached in ``$FIELDNET_CACHE_DIR`` under a hash of the source (primitives and this file's
+template) and of the generator sources; :attr:`ProductModule.source` prints one.
 """
 
 from __future__ import annotations
@@ -118,7 +126,7 @@ def _add_edge(edges, n, t, rmax):
 
 
 @njit(cache=True)
-def kink_edges(k, L, fids, u, m, s, rmax, width, edges):
+def kink_edges(k, L, fids, ft, u, m, s, rmax, width, edges):
     """Sorted panel edges on [-rmax, rmax] for level k: a regular grid of ``width``, the own kinks of
     factor k and the projected (graded) kinks of the later factors."""
     n_regular = min(int(math.ceil(2.0 * rmax / width)), EDGE_MAX // 2)
@@ -127,12 +135,12 @@ def kink_edges(k, L, fids, u, m, s, rmax, width, edges):
         edges[n] = -rmax + 2.0 * rmax * i / n_regular
         n += 1
     f = fids[k]
-    for q in range(N_BREAKS[f]):
-        n = _add_edge(edges, n, (BREAKS[f, q] - m) / s, rmax)
+    for q in range(ft[4][f]):
+        n = _add_edge(edges, n, (ft[3][f, q] - m) / s, rmax)
     for j in range(k + 1, fids.size):
         c = L[j, k]
         fj = fids[j]
-        if c == 0.0 or N_BREAKS[fj] == 0:
+        if c == 0.0 or ft[4][fj] == 0:
             continue
         mj = 0.0
         for i in range(k):
@@ -141,8 +149,8 @@ def kink_edges(k, L, fids, u, m, s, rmax, width, edges):
         for i in range(k + 1, j + 1):
             rest += L[j, i] * L[j, i]
         rest = math.sqrt(rest) / abs(c)
-        for q in range(N_BREAKS[fj]):
-            t = (BREAKS[fj, q] - mj) / c
+        for q in range(ft[4][fj]):
+            t = (ft[3][fj, q] - mj) / c
             n = _add_edge(edges, n, t, rmax)
             if 0.0 < rest < 0.5 * width:  # a sharp near-kink: panels graded down to its width
                 d = rest * 0.25
@@ -182,7 +190,7 @@ def interpolate6(itab, m0, dm, n, m):
 
 
 @njit(cache=True)
-def rule_nodes(k, m, s, rmax, L, fids, u, rule, kinked, meta, tv, edges, xs, ws, wa, store):
+def rule_nodes(k, m, s, rmax, L, fids, ft, u, rule, kinked, meta, tv, edges, xs, ws, wa, store):
     \"\"\"The 1-D rule of level k for z_k = m + s u_k, |u_k| <= rmax: nodes xs[k, :n] with weights times
     g_k in ws and times |g_k| in wa (only when ``store``). Returns (n, sum ws, sum wa).\"\"\"
     f = fids[k]
@@ -191,7 +199,7 @@ def rule_nodes(k, m, s, rmax, L, fids, u, rule, kinked, meta, tv, edges, xs, ws,
     absolute = 0.0
     nmax = xs.shape[1]
     if kinked:  # Gauss-Legendre panels split at the kinks
-        ne = kink_edges(k, L, fids, u, m, s, rmax, meta[k, WIDTH], edges[k])
+        ne = kink_edges(k, L, fids, ft, u, m, s, rmax, meta[k, WIDTH], edges[k])
         ngl = GL_N[rule]
         for p in range(ne - 1):
             lo = edges[k, p]
@@ -202,7 +210,7 @@ def rule_nodes(k, m, s, rmax, L, fids, u, rule, kinked, meta, tv, edges, xs, ws,
             mid = 0.5 * (hi + lo)
             for q in range(ngl):
                 x = mid + half * GL_X[rule, q]
-                g = factor_value(f, m + s * x)
+                g = factor_value(f, m + s * x, ft)
                 if g == 0.0:
                     continue
                 w = half * GL_W[rule, q] * INV_SQRT_2PI * math.exp(-0.5 * x * x)
@@ -246,7 +254,7 @@ def rule_nodes(k, m, s, rmax, L, fids, u, rule, kinked, meta, tv, edges, xs, ws,
         x = j * h + shift
         if abs(x) > rmax:
             continue
-        g = factor_value(f, m + s * x)
+        g = factor_value(f, m + s * x, ft)
         if g == 0.0:
             continue
         w = h * INV_SQRT_2PI * math.exp(-0.5 * x * x)
@@ -261,13 +269,13 @@ def rule_nodes(k, m, s, rmax, L, fids, u, rule, kinked, meta, tv, edges, xs, ws,
 
 
 @njit(cache=True)
-def level_nodes(k, L, fids, u, r2, rule, kinked, meta, tv, itab, edges, xs, ws, wa, store):
+def level_nodes(k, L, fids, ft, u, r2, rule, kinked, meta, tv, itab, edges, xs, ws, wa, store):
     \"\"\"Level k's rule given u[:k] (see rule_nodes); a deterministic variable is one node, and the
     innermost level reads its conditional average from the table when there is one.\"\"\"
     m = _conditional_mean(L, u, k)
     s = L[k, k]
     if s == 0.0:  # deterministic given the earlier variables: one node
-        g = factor_value(fids[k], m)
+        g = factor_value(fids[k], m, ft)
         if store:
             xs[k, 0] = 0.0
             ws[k, 0] = g
@@ -276,27 +284,27 @@ def level_nodes(k, L, fids, u, r2, rule, kinked, meta, tv, itab, edges, xs, ws, 
     if not store and meta[k, NM] > 0:
         value, absolute = interpolate6(itab, meta[k, M0], meta[k, DM], int(meta[k, NM]), m)
         return 0, value, absolute
-    return rule_nodes(k, m, s, math.sqrt(max(r2, 0.0)), L, fids, u, rule, kinked, meta, tv, edges, xs, ws, wa, store)
+    return rule_nodes(k, m, s, math.sqrt(max(r2, 0.0)), L, fids, ft, u, rule, kinked, meta, tv, edges, xs, ws, wa, store)
 """
 
 _LEVEL = """
 
 @njit(cache=True)
-def level_{d}(k, L, fids, u, r2, rule, kinked, meta, tv, itab, edges, xs, ws, wa):
+def level_{d}(k, L, fids, ft, u, r2, rule, kinked, meta, tv, itab, edges, xs, ws, wa):
     \"\"\"Integral over u[k:] (the last {d} levels) of prod_(i >= k) g_i(z_i) and of its |.|, given u[:k].\"\"\"
 {body}"""
 
-_BODY_INNER = """    n, total, absolute = level_nodes(k, L, fids, u, r2, rule, kinked, meta, tv, itab, edges, xs, ws, wa, False)
+_BODY_INNER = """    n, total, absolute = level_nodes(k, L, fids, ft, u, r2, rule, kinked, meta, tv, itab, edges, xs, ws, wa, False)
     return total, absolute
 """
 
-_BODY_OUTER = """    n, total, absolute = level_nodes(k, L, fids, u, r2, rule, kinked, meta, tv, itab, edges, xs, ws, wa, True)
+_BODY_OUTER = """    n, total, absolute = level_nodes(k, L, fids, ft, u, r2, rule, kinked, meta, tv, itab, edges, xs, ws, wa, True)
     total = 0.0
     absolute = 0.0
     for j in range(n):
         x = xs[k, j]
         u[k] = x
-        v, a = level_{dm1}(k + 1, L, fids, u, r2 - x * x, rule, kinked, meta, tv, itab, edges, xs, ws, wa)
+        v, a = level_{dm1}(k + 1, L, fids, ft, u, r2 - x * x, rule, kinked, meta, tv, itab, edges, xs, ws, wa)
         total += ws[k, j] * v
         absolute += wa[k, j] * a
     return total, absolute
@@ -343,7 +351,7 @@ def pivoted_cholesky(cov, K, L, order):
 
 
 @njit(cache=True)
-def integrate(K, L, fids, rule, w, radius, interp_step, kinked, u, meta, tv, itab, edges, xs, ws, wa):
+def integrate(K, L, fids, ft, rule, w, radius, interp_step, kinked, u, meta, tv, itab, edges, xs, ws, wa):
     \"\"\"One nested rule (rule 0 or 1) at resolution w (preactivation units): set up each level's step,
     panel width and hoisted factor grid, the innermost conditional-average table, then integrate.\"\"\"
     for k in range(K):
@@ -375,14 +383,14 @@ def integrate(K, L, fids, rule, w, radius, interp_step, kinked, u, meta, tv, ita
                 meta[k, NZ] = n
                 f = fids[k]
                 for j in range(n):
-                    tv[k, j] = factor_value(f, start + j * hz)
+                    tv[k, j] = factor_value(f, start + j * hz, ft)
         if innermost:
             half = radius * spread + 3.0 * dm
             n = int(math.ceil(2.0 * half / dm)) + 6
             if n <= TABLE_MAX:
                 start = -(n // 2) * dm
                 for j in range(n):
-                    c, value, absolute = rule_nodes(k, start + j * dm, s, radius, L, fids, u, rule, kinked, meta, tv,
+                    c, value, absolute = rule_nodes(k, start + j * dm, s, radius, L, fids, ft, u, rule, kinked, meta, tv,
                                                     edges, xs, ws, wa, False)
                     itab[0, j] = value
                     itab[1, j] = absolute
@@ -391,16 +399,16 @@ def integrate(K, L, fids, rule, w, radius, interp_step, kinked, u, meta, tv, ita
                 meta[k, NM] = n
     r2 = radius * radius
     if K == 1:
-        return level_1(0, L, fids, u, r2, rule, kinked, meta, tv, itab, edges, xs, ws, wa)
+        return level_1(0, L, fids, ft, u, r2, rule, kinked, meta, tv, itab, edges, xs, ws, wa)
     if K == 2:
-        return level_2(0, L, fids, u, r2, rule, kinked, meta, tv, itab, edges, xs, ws, wa)
+        return level_2(0, L, fids, ft, u, r2, rule, kinked, meta, tv, itab, edges, xs, ws, wa)
     if K == 3:
-        return level_3(0, L, fids, u, r2, rule, kinked, meta, tv, itab, edges, xs, ws, wa)
-    return level_4(0, L, fids, u, r2, rule, kinked, meta, tv, itab, edges, xs, ws, wa)
+        return level_3(0, L, fids, ft, u, r2, rule, kinked, meta, tv, itab, edges, xs, ws, wa)
+    return level_4(0, L, fids, ft, u, r2, rule, kinked, meta, tv, itab, edges, xs, ws, wa)
 
 
 @njit(cache=True, parallel=True)
-def average_batch(covs, fids, tol, w0, radius, interp_step, max_rounds, out, err, status):
+def average_batch(covs, fids, ft, tol, w0, radius, interp_step, max_rounds, out, err, status):
     \"\"\"out[p] = E prod_i factor_{fids[p, i]}(z_i), z ~ N(0, covs[p]); err[p] = |rule 0 - rule 1|;
     status[p] = 1 converged, 0 not converged, -1 covariance not positive semi-definite.\"\"\"
     P = covs.shape[0]
@@ -427,21 +435,25 @@ def average_batch(covs, fids, tol, w0, radius, interp_step, max_rounds, out, err
             kinked = False
             for i in range(K):
                 f[i] = fids[p, order[i]]
-                if N_BREAKS[f[i]] > 0:
+                if ft[4][f[i]] > 0:
                     kinked = True
             w = w0
             status[p] = 0
+            previous = math.nan
             for it in range(max_rounds):
-                a0, s0 = integrate(K, L, f, 0, w, radius, interp_step, kinked, u, meta, tv, itab, edges, xs, ws, wa)
-                a1, s1 = integrate(K, L, f, 1, w, radius, interp_step, kinked, u, meta, tv, itab, edges, xs, ws, wa)
+                a0, s0 = integrate(K, L, f, ft, 0, w, radius, interp_step, kinked, u, meta, tv, itab, edges, xs, ws, wa)
+                a1, s1 = integrate(K, L, f, ft, 1, w, radius, interp_step, kinked, u, meta, tv, itab, edges, xs, ws, wa)
                 if kinked:  # Gauss-Legendre 12 against 8 on the same panels
                     out[p] = a0
                     err[p] = abs(a0 - a1)
                     ok = err[p] <= tol * s0
-                else:  # trapezoid on two grids shifted by half a step: their mean cancels the leading error
+                else:  # trapezoid on two grids shifted by half a step: their mean cancels the leading error;
+                    # accepted once two successive resolutions agree to tol^0.6 (exponential convergence with
+                    # w -> 0.6 w: err(finer) ~ err(coarser)^(1/0.6), so the finer one is then good to ~tol)
                     out[p] = 0.5 * (a0 + a1)
-                    err[p] = 0.5 * abs(a0 - a1)
-                    ok = err[p] <= tol * s0
+                    err[p] = abs(out[p] - previous) if it > 0 else math.inf
+                    ok = err[p] <= tol ** 0.6 * s0
+                    previous = out[p]
                 if ok or err[p] <= 1e-300:
                     status[p] = 1
                     break
@@ -465,25 +477,85 @@ def canonical_factor(expr):
     return expr.xreplace({free.pop(): X}) if free else expr
 
 
-def generate_source(factors) -> str:
-    """The numba module for the given factors (sympy expressions of one variable)."""
-    factors = [canonical_factor(f) for f in factors]
-    if not factors:
-        raise ParameterError("factors: need at least one factor")
+def primitives_of(factor) -> list:
+    """The non-polynomial building blocks of a factor (x itself, tanh(x), Max(0, x), exp(-x^2), ...): the
+    factor is a polynomial in them (positive integer powers of sums and products)."""
+    found = set()
+
+    def walk(e):
+        if e.is_number:
+            return
+        if e == X:
+            found.add(X)
+        elif e.is_Add or e.is_Mul:
+            for a in e.args:
+                walk(a)
+        elif e.is_Pow and e.exp.is_Integer and e.exp > 0:
+            walk(e.base)
+        else:
+            found.add(e)
+
+    walk(canonical_factor(factor))
+    return sorted(found, key=sp.srepr)
+
+
+def factor_table(factors, primitives) -> tuple:
+    """Runtime description of the factors as polynomials in the primitives: (coef (F, T), expo (F, T, m)
+    int, nterms (F,), breaks (F, B) in z units, nbreaks (F,))."""
+    gens = sp.symbols(f"p0:{len(primitives)}")
+    polys = []
+    for f in factors:
+        e = canonical_factor(f).xreplace(dict(zip(primitives, gens)))
+        if e.free_symbols - set(gens):
+            raise LoweringError(f"factor {f} is not a polynomial in the primitives {primitives}")
+        poly = sp.Poly(e, *gens)
+        polys.append([(tuple(int(v) for v in mon), float(c)) for mon, c in poly.terms()])
+    T = max(1, max(len(t) for t in polys))
+    coef = np.zeros((len(factors), T))
+    expo = np.zeros((len(factors), T, len(primitives)), dtype=np.int64)
+    nterms = np.zeros(len(factors), dtype=np.int64)
+    brk = []
+    for i, terms in enumerate(polys):
+        nterms[i] = len(terms)
+        used = set()
+        for t, (mon, c) in enumerate(terms):
+            coef[i, t] = c
+            expo[i, t] = mon
+            used.update(q for q, v in enumerate(mon) if v > 0)
+        brk.append(sorted({b for q in used for b in breakpoints(primitives[q], X)}))
+    B = max(1, max(len(b) for b in brk))
+    breaks = np.zeros((len(factors), B))
+    nbreaks = np.zeros(len(factors), dtype=np.int64)
+    for i, b in enumerate(brk):
+        breaks[i, :len(b)] = b
+        nbreaks[i] = len(b)
+    return coef, expo, nterms, breaks, nbreaks
+
+
+def generate_source(primitives) -> str:
+    """The numba module for factors that are polynomials in ``primitives`` (expressions in X)."""
+    primitives = [canonical_factor(p) for p in primitives]
+    if not primitives:
+        raise ParameterError("factors: need at least one non-constant factor")
     glx, glw = _gauss_legendre_table()
-    listing = "\n".join(f"#   factor{i}(x) = {f}" for i, f in enumerate(factors))
+    listing = "\n".join(f"#   primitive{i}(x) = {p}" for i, p in enumerate(primitives))
     out = [_HEADER.format(listing=listing, radius=RADIUS, h_max=H_MAX, glx=glx, glw=glw)]
-    breaks = []
-    for i, f in enumerate(factors):
-        out.append(function_source(f"factor{i}", [X], f))
-        breaks.append(breakpoints(f, X))
-    width = max(1, max(len(b) for b in breaks))
-    rows = ", ".join("[" + ", ".join(repr(float(v)) for v in b + [0.0] * (width - len(b))) + "]" for b in breaks)
-    out.append(f"BREAKS = np.array([{rows}])  # breakpoints of factor i (z units), padded\n"
-               f"N_BREAKS = np.array([{', '.join(str(len(b)) for b in breaks)}], dtype=np.int64)\n")
-    cases = "".join(f"    {'if' if i == 0 else 'elif'} fid == {i}:\n        return factor{i}(x)\n"
-                    for i in range(len(factors)))
-    out.append(f'@njit(cache=True)\ndef factor_value(fid, x):\n    """factor<fid>(x)."""\n{cases}    return math.nan\n')
+    for i, p in enumerate(primitives):
+        out.append(function_source(f"primitive{i}", [X], p))
+    values = ", ".join(f"primitive{i}(x)" for i in range(len(primitives)))
+    out.append(f"N_PRIMITIVES = {len(primitives)}\n\n\n"
+               f'@njit(cache=True)\ndef factor_value(fid, x, ft):\n'
+               f'    """Factor ``fid`` at x: sum_t coef[fid, t] prod_i primitive_i(x)^expo[fid, t, i] (ft: factor_table)."""\n'
+               f"    pv = ({values},)\n"
+               "    coef = ft[0]\n    expo = ft[1]\n    total = 0.0\n"
+               "    for t in range(ft[2][fid]):\n"
+               "        term = coef[fid, t]\n"
+               "        for i in range(N_PRIMITIVES):\n"
+               "            e = expo[fid, t, i]\n"
+               "            if e > 0:\n"
+               "                term *= pv[i] ** e\n"
+               "        total += term\n"
+               "    return total\n")
     out.append(_INTEGRATOR)
     out.append(_LEVEL_NODES)
     for d in range(1, MAX_VARIABLES + 1):
@@ -502,9 +574,12 @@ def _fingerprint() -> str:
 
 @dataclass
 class ProductModule:
-    """A compiled module for one factor set (index i = position in ``factors``)."""
+    """Factors (index i = position in ``factors``) as polynomials in the primitives of a compiled module;
+    modules are shared by every factor set with the same primitives (one per activation, in practice)."""
 
     factors: tuple
+    primitives: tuple
+    table: tuple
     key: str
     path: Path
     module: object
@@ -544,7 +619,7 @@ class ProductModule:
         if P:
             radius = min(RADIUS, math.sqrt(2.0 * math.log(1.0 / tol)) + 2.0)
             self.module.average_batch(np.ascontiguousarray(covs), np.ascontiguousarray(fids, dtype=np.int64),
-                                      float(tol), W0, radius, min(0.3, (0.05 * tol) ** (1 / 6)), MAX_ROUNDS,
+                                      self.table, float(tol), W0, radius, min(0.3, (0.05 * tol) ** (1 / 6)), MAX_ROUNDS,
                                       out, err, status)
         if np.any(status < 0):
             bad = int(np.argmax(status < 0))
@@ -579,25 +654,36 @@ def check_covariances(covs: np.ndarray) -> None:
 
 
 @lru_cache(maxsize=64)
-def _product_module(factors: tuple) -> ProductModule:
-    source = generate_source(factors)
+def _compiled(primitives: tuple):
+    source = generate_source(primitives)
     key = hashlib.sha256((_fingerprint() + source).encode()).hexdigest()[:20]
     path = cache_dir() / f"fieldnet_pr_{key}.py"
     if not path.is_file():
         tmp = path.with_suffix(f".{os.getpid()}.tmp")
         tmp.write_text(source)
         os.replace(tmp, path)
-    return ProductModule(factors, key, path, _import(path, f"fieldnet_products_{key}"))
+    return key, path, _import(path, f"fieldnet_products_{key}")
+
+
+@lru_cache(maxsize=256)
+def _product_module(factors: tuple) -> ProductModule:
+    if not factors:
+        raise ParameterError("factors: need at least one factor")
+    primitives = tuple(sorted({p for f in factors for p in primitives_of(f)}, key=sp.srepr)) or (X,)
+    key, path, module = _compiled(primitives)
+    table = factor_table(factors, primitives)
+    return ProductModule(factors, primitives, table, key, path, module)
 
 
 def product_module(factors) -> ProductModule:
-    """The compiled module for ``factors`` (sympy expressions of one variable each), cached on disk."""
+    """The factors (sympy expressions of one variable each) with their compiled module (cached on disk)."""
     return _product_module(tuple(canonical_factor(f) for f in factors))
 
 
 def product_source(factors) -> str:
     """The generated numba source for ``factors`` (for inspection)."""
-    return generate_source(factors)
+    primitives = sorted({p for f in factors for p in primitives_of(f)}, key=sp.srepr) or [X]
+    return generate_source(primitives)
 
 
 # ---------------------------------------------------------------- integrands -> products
