@@ -286,7 +286,7 @@ def test_linear_network_vertex_is_wick_exact():
     for l in range(1, 4):
         V = cw ** 2 * (np.einsum("ac,bd->abcd", K, K) + np.einsum("ad,bc->abcd", K, K)) + cw ** 2 * V
         K = cb + cw * K
-        np.testing.assert_allclose(res.V[l], V, rtol=1e-12)
+        np.testing.assert_allclose(res.V[l], V, rtol=1e-12, atol=1e-14)
     np.testing.assert_allclose(res.K1, 0, atol=1e-12)
 
 
@@ -386,3 +386,19 @@ def test_cli_finite_width(tmp_path, capsys):
     assert capsys.readouterr().err.strip() == "fieldnet: error: --bias-var: must be >= 0, got -1.0"
     assert main(["finite-width", "--inputs", str(tmp_path / "none.npy"), "--activation", "relu", "--depth", "2",
                  "--out", str(out)]) == 2
+
+
+def test_step_function_averages_warn_on_three_distinct_inputs():
+    """relu's phi' is a step: on >= 3 distinct inputs the default Gauss-Hermite path for B, F is ~10 % off
+    (orthant probability, tests/test_finite_width_montecarlo.py), so the driver must say so; tanh must not."""
+    from fieldnet.numeric.quadrature import QuadratureWarning
+
+    X = np.random.default_rng(0).normal(size=(3, 4))
+    relu = fn.DeepNetwork(depth=1, activation="relu", weight_var=2.0, bias_var=0.0)
+    with pytest.warns(QuadratureWarning, match="B and F"):
+        finite_width(relu, X, ntk=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", QuadratureWarning)
+        finite_width(relu, X[:2], ntk=True)
+        finite_width(relu, X, ntk=False)
+        finite_width(fn.DeepNetwork(depth=1, activation="tanh", weight_var=1.0, bias_var=0.0), X, ntk=True)

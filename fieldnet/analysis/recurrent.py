@@ -182,7 +182,7 @@ def _average_plan(node):
     the product integrator for >= 3 variables when the integrand splits, else None, the numpy path)."""
     if node.integrand.has(sp.DiracDelta):
         return _delta_plan(node.integrand, node.variables)
-    return _product_plan(node)
+    return _product_plan(node, enabled=True)
 
 
 # ---------------------------------------------------------------- inputs and the variable layout
