@@ -111,6 +111,18 @@ def _product_plan(node, enabled: bool | None = None):
     return None if terms is None else _ProductAverage(terms, list(node.variables))
 
 
+def _hold_nodes(expr):
+    """(expr with its Gaussian-average nodes replaced by symbols E0, E1, ..., the nodes, those symbols, the sorted
+    names of the remaining free symbols and of the nodes' covariance entries): the split every lowered update
+    makes before it becomes a numpy function of its state arrays and the nodes' values."""
+    nodes = expectation_nodes(expr)
+    holders = sp.symbols(f"E0:{len(nodes)}")
+    expr = expr.xreplace(dict(zip(nodes, holders)))
+    args = sorted({s.name for s in expr.free_symbols} - {h.name for h in holders}
+                  | {s.name for n in nodes for s in n.covariance.free_symbols})
+    return expr, nodes, holders, args
+
+
 class _Lowered:
     """A derived update as a numpy function of named state arrays; averages go through the helper."""
 
@@ -120,11 +132,7 @@ class _Lowered:
         expr = stable_forms(expr.xreplace(mapping), ("K",))  # sqrt(K_aa K_bb - K_ab^2) in the form of arccos's rho
         if expr.has(sp.zoo, sp.oo, -sp.oo, sp.nan):
             raise DivergenceError(f"{label}: a Gaussian average in the 1/n recursion is infinite for this activation")
-        nodes = expectation_nodes(expr)
-        holders = sp.symbols(f"E0:{len(nodes)}")
-        expr = expr.xreplace(dict(zip(nodes, holders)))
-        self.args = sorted({s.name for s in expr.free_symbols} - {h.name for h in holders}
-                           | {s.name for n in nodes for s in n.covariance.free_symbols})
+        expr, nodes, holders, self.args = _hold_nodes(expr)
         syms = [sp.Symbol(a) for a in self.args]
         self.nodes = [(n, [[numpy_function(syms, n.covariance[i, j]) for j in range(len(n.variables))]
                            for i in range(len(n.variables))],

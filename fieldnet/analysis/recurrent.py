@@ -63,7 +63,7 @@ from functools import lru_cache
 import numpy as np
 import sympy as sp
 
-from fieldnet.analysis.finite_width import _product_plan, _ProductAverage
+from fieldnet.analysis.finite_width import _hold_nodes, _product_plan, _ProductAverage
 from fieldnet.errors import DivergenceError, ParameterError, require
 from fieldnet.numeric.functions import numpy_function
 from fieldnet.numeric.kernels import validate_inputs
@@ -72,7 +72,7 @@ from fieldnet.numeric.quadrature import batched_expectation
 from fieldnet.spec import DeepNetwork, RecurrentNetwork
 from fieldnet.symbolic import finite_width as fw
 from fieldnet.symbolic.distributions import normalize_deltas
-from fieldnet.symbolic.nodes import LayerQuantity, expectation_nodes
+from fieldnet.symbolic.nodes import LayerQuantity
 
 _LABELS = fw.symbols("a", "b", "c", "d")
 _RHO_MAX = 1.0 - 1e-12
@@ -328,11 +328,7 @@ class _Template:
             raise DivergenceError(f"{label}: a Gaussian average is infinite for this activation")
         mapping = {q: sp.Symbol(_qname(q)) for q in expr.atoms(LayerQuantity)}
         expr = expr.xreplace(mapping)
-        nodes = expectation_nodes(expr)
-        holders = sp.symbols(f"E0:{len(nodes)}")
-        expr = expr.xreplace(dict(zip(nodes, holders)))
-        self.args = sorted({s.name for s in expr.free_symbols} - {h.name for h in holders}
-                           | {s.name for n in nodes for s in n.covariance.free_symbols})
+        expr, nodes, holders, self.args = _hold_nodes(expr)
         syms = [sp.Symbol(a) for a in self.args]
         self.nodes = []
         for n in nodes:
