@@ -18,8 +18,6 @@ singular covariances are fine):
 
 from __future__ import annotations
 
-import hashlib
-import os
 import warnings
 from functools import lru_cache
 
@@ -29,8 +27,7 @@ import sympy as sp
 from fieldnet.errors import ParameterError
 from fieldnet.numeric.codegen import breakpoints, function_source
 from fieldnet.numeric.integrators import cholesky_factors, gauss_hermite_rule
-from fieldnet.numeric.lowering import (_AVERAGE_1D, _AVERAGE_2D, _array_literal, _generator_fingerprint, _import,
-                                       cache_dir)
+from fieldnet.numeric.lowering import _AVERAGE_1D, _AVERAGE_2D, _array_literal, _generator_fingerprint, load_generated
 from fieldnet.numeric.quadrature import QuadratureWarning
 
 NODE_SCHEDULE = {3: (8, 12, 16, 24, 32), 4: (6, 8, 12, 16, 20, 24)}
@@ -101,14 +98,7 @@ def expectation_source(expr, variables) -> str:
 
 @lru_cache(maxsize=256)
 def _module(expr, variables):
-    source = expectation_source(expr, variables)
-    key = hashlib.sha256((_generator_fingerprint() + source).encode()).hexdigest()[:20]
-    path = cache_dir() / f"fieldnet_ex_{key}.py"
-    if not path.is_file():
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(source)
-        os.replace(tmp, path)
-    return _import(path, f"fieldnet_expectation_{key}")
+    return load_generated(expectation_source(expr, variables), _generator_fingerprint(), "fieldnet_ex")[2]
 
 
 def gaussian_expectations(expr, variables, covs, tol: float = 1e-12, schedule=None) -> np.ndarray:

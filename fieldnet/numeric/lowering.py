@@ -526,6 +526,23 @@ class LoweredRecursion:
         return self.module.N_FACTORS
 
 
+def write_source(path: Path, source: str) -> None:
+    """Write a generated module atomically (a temporary file renamed into place: concurrent processes are safe)."""
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_text(source)
+    os.replace(tmp, path)
+
+
+def load_generated(source: str, fingerprint: str, stem: str):
+    """(key, path, module) of generated ``source``, cached as ``$FIELDNET_CACHE_DIR/lowered/<stem>_<key>.py``
+    with key = hash(fingerprint + source)."""
+    key = hashlib.sha256((fingerprint + source).encode()).hexdigest()[:20]
+    path = cache_dir() / f"{stem}_{key}.py"
+    if not path.is_file():
+        write_source(path, source)
+    return key, path, _import(path, f"{stem}_{key}")
+
+
 def _import(path: Path, name: str):
     spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
@@ -565,10 +582,7 @@ def lower_mean_field(activation, parameterization: str = "ntk", quantities: tupl
     if not path.is_file():
         from fieldnet.symbolic.recursions import mean_field_recursion
 
-        source = generate_source(mean_field_recursion(act, parameterization), quantities)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(source)
-        os.replace(tmp, path)
+        write_source(path, generate_source(mean_field_recursion(act, parameterization), quantities))
     return LoweredRecursion(key, path, _import(path, f"fieldnet_lowered_{key}"), quantities)
 
 

@@ -50,7 +50,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import os
 import warnings
 from dataclasses import dataclass
 from functools import lru_cache
@@ -61,7 +60,7 @@ import sympy as sp
 
 from fieldnet.errors import ParameterError
 from fieldnet.numeric.codegen import LoweringError, breakpoints, function_source
-from fieldnet.numeric.lowering import _import, cache_dir
+from fieldnet.numeric.lowering import load_generated
 from fieldnet.numeric.quadrature import QuadratureWarning
 
 X = sp.Symbol("x", real=True)
@@ -655,14 +654,7 @@ def check_covariances(covs: np.ndarray) -> None:
 
 @lru_cache(maxsize=64)
 def _compiled(primitives: tuple):
-    source = generate_source(primitives)
-    key = hashlib.sha256((_fingerprint() + source).encode()).hexdigest()[:20]
-    path = cache_dir() / f"fieldnet_pr_{key}.py"
-    if not path.is_file():
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(source)
-        os.replace(tmp, path)
-    return key, path, _import(path, f"fieldnet_products_{key}")
+    return load_generated(generate_source(primitives), _fingerprint(), "fieldnet_pr")
 
 
 @lru_cache(maxsize=256)
