@@ -135,14 +135,20 @@ def _network(args):
                        parameterization=args.parameterization, learning_rate=args.learning_rate)
 
 
+def _out_path(value) -> Path:
+    """The --out file, whose folder must exist."""
+    out = Path(value)
+    if not out.parent.exists():
+        raise CliError(f"--out: folder {out.parent} does not exist")
+    return out
+
+
 def _cmd_kernel(args):
     from fieldnet.numeric.kernels import kernels
 
     X = _load_inputs(args.inputs)
     net = _network(args)
-    out = Path(args.out)
-    if not out.parent.exists():
-        raise CliError(f"--out: folder {out.parent} does not exist")
+    out = _out_path(args.out)
     dtype = np.float32 if args.float32 else np.float64
     result = kernels(net, X, last_only=args.last_only, ntk=not args.nngp_only, dtype=dtype)
     result.save(out)
@@ -179,9 +185,7 @@ def _cmd_derive(args):
 def _cmd_latex(args):
     from fieldnet.export.latex import latex_document
 
-    out = Path(args.out)
-    if not out.parent.exists():
-        raise CliError(f"--out: folder {out.parent} does not exist")
+    out = _out_path(args.out)
     out.write_text(latex_document(args.activation, args.parameterization))
     print(f"wrote {out}")
 
@@ -259,9 +263,7 @@ def _cmd_finite_width(args):
 
     X = _load_inputs(args.inputs)
     net = _network(args)
-    out = Path(args.out)
-    if not out.parent.exists():
-        raise CliError(f"--out: folder {out.parent} does not exist")
+    out = _out_path(args.out)
     result = finite_width(net, X, ntk=args.ntk)
     result.save(out)
     keys = "K0, K1, V" + (", Theta, H1, A, B, D, F" if args.ntk else "")
@@ -299,9 +301,7 @@ def _cmd_recurrent(args):
     from fieldnet.spec import RecurrentNetwork
 
     X = _load_inputs(args.inputs)
-    out = Path(args.out)
-    if not out.parent.exists():
-        raise CliError(f"--out: folder {out.parent} does not exist")
+    out = _out_path(args.out)
     net = RecurrentNetwork(args.activation, args.steps, args.weight_var, args.bias_var, args.input_var,
                            args.input_mode, args.architecture)
     result = recurrent_kernel(net, X) if args.mean_field_only else recurrent_finite_width(net, X)
