@@ -188,6 +188,17 @@ def interpolate6(itab, m0, dm, n, m):
     return value, absolute
 
 
+@njit(cache=True, inline="always")
+def keep_node(store, k, n, x, w, g, xs, ws, wa):
+    \"\"\"Store node x of level k with weights w g and w |g| (when storing and there is room); the new count.\"\"\"
+    if store and n < xs.shape[1]:
+        xs[k, n] = x
+        ws[k, n] = w * g
+        wa[k, n] = w * abs(g)
+        n += 1
+    return n
+
+
 @njit(cache=True)
 def rule_nodes(k, m, s, rmax, L, fids, ft, u, rule, kinked, meta, tv, edges, xs, ws, wa, store):
     \"\"\"The 1-D rule of level k for z_k = m + s u_k, |u_k| <= rmax: nodes xs[k, :n] with weights times
@@ -196,7 +207,6 @@ def rule_nodes(k, m, s, rmax, L, fids, ft, u, rule, kinked, meta, tv, edges, xs,
     n = 0
     total = 0.0
     absolute = 0.0
-    nmax = xs.shape[1]
     if kinked:  # Gauss-Legendre panels split at the kinks
         ne = kink_edges(k, L, fids, ft, u, m, s, rmax, meta[k, WIDTH], edges[k])
         ngl = GL_N[rule]
@@ -215,11 +225,7 @@ def rule_nodes(k, m, s, rmax, L, fids, ft, u, rule, kinked, meta, tv, edges, xs,
                 w = half * GL_W[rule, q] * INV_SQRT_2PI * math.exp(-0.5 * x * x)
                 total += w * g
                 absolute += w * abs(g)
-                if store and n < nmax:
-                    xs[k, n] = x
-                    ws[k, n] = w * g
-                    wa[k, n] = w * abs(g)
-                    n += 1
+                n = keep_node(store, k, n, x, w, g, xs, ws, wa)
         return n, total, absolute
     if meta[k, NZ] > 0:  # trapezoid on the hoisted grid z = Z0 + j HZ; Gaussian weights by recurrence
         hz = meta[k, HZ]
@@ -237,11 +243,8 @@ def rule_nodes(k, m, s, rmax, L, fids, ft, u, rule, kinked, meta, tv, edges, xs,
             g = tv[k, j]
             total += e * g
             absolute += e * abs(g)
-            if store and g != 0.0 and n < nmax:
-                xs[k, n] = x
-                ws[k, n] = e * g
-                wa[k, n] = e * abs(g)
-                n += 1
+            if g != 0.0:
+                n = keep_node(store, k, n, x, e, g, xs, ws, wa)
             x += h
             e *= r
             r *= q
@@ -259,11 +262,7 @@ def rule_nodes(k, m, s, rmax, L, fids, ft, u, rule, kinked, meta, tv, edges, xs,
         w = h * INV_SQRT_2PI * math.exp(-0.5 * x * x)
         total += w * g
         absolute += w * abs(g)
-        if store and n < nmax:
-            xs[k, n] = x
-            ws[k, n] = w * g
-            wa[k, n] = w * abs(g)
-            n += 1
+        n = keep_node(store, k, n, x, w, g, xs, ws, wa)
     return n, total, absolute
 
 
