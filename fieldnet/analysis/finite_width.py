@@ -123,6 +123,29 @@ def _hold_nodes(expr):
     return expr, nodes, holders, args
 
 
+_GAP = sp.Symbol("K_gap")  # 1 - rho^2 of the pair, rho = K_ab / (sqrt(K_aa) sqrt(K_bb)), evaluated as (1 - rho)(1 + rho)
+
+
+def _gap_forms(expr):
+    """Write the polynomials in rho that vanish at |rho| = 1 through K_gap = 1 - rho^2, factored.
+
+    The arc-cosine derivatives bring 1 - K_ab^2/(K_aa K_bb) and (1 - rho^2)^2 = 1 - 2 rho^2 + rho^4 (expanded by
+    the derivation); near |rho| = 1 (parallel inputs, |rho| capped at _RHO_MAX) the expanded forms lose every digit
+    to cancellation, even their sign, and 0 / (-1e-16) became NaN. Factored, they are K_gap and K_gap^2, computed
+    from the same rho that enters arccos. Only sums that vanish at rho^2 = 1 are rewritten (elsewhere K_ab^2 is
+    kept: (1 - K_gap) loses K_ab^2's relative precision at small rho)."""
+    kaa, kab, kbb = sp.symbols("K_aa K_ab K_bb")
+    if not {kaa, kab, kbb} <= expr.free_symbols:
+        return expr
+    high = lambda e: e.is_Pow and e.base == kab and e.exp.is_Integer and e.exp >= 2
+    power = lambda p: (((1 - _GAP) * kaa * kbb) ** (int(p.exp) // 2)) * kab ** (int(p.exp) % 2)
+
+    def vanishing(e):
+        return (e.is_Add and e.free_symbols <= {kaa, kab, kbb} and e.find(high)
+                and sp.simplify(e.subs(kab, sp.sqrt(kaa) * sp.sqrt(kbb))) == 0)
+    return expr.replace(vanishing, lambda e: sp.factor(e.replace(high, power)))
+
+
 class _Lowered:
     """A derived update as a numpy function of named state arrays; averages go through the helper."""
 
@@ -133,15 +156,21 @@ class _Lowered:
         if expr.has(sp.zoo, sp.oo, -sp.oo, sp.nan):
             raise DivergenceError(f"{label}: a Gaussian average in the 1/n recursion is infinite for this activation")
         expr, nodes, holders, self.args = _hold_nodes(expr)
+        expr = _gap_forms(expr)
+        self.gap = expr.has(_GAP)     # an extra last argument, computed from K_aa, K_ab, K_bb
         syms = [sp.Symbol(a) for a in self.args]
         self.nodes = [(n, [[numpy_function(syms, n.covariance[i, j]) for j in range(len(n.variables))]
                            for i in range(len(n.variables))],
                        numpy_function(n.variables, n.integrand, f"{label}: the integrand"), _product_plan(n))
                       for n in nodes]
-        self.value = numpy_function(syms + list(holders), expr, label)
+        self.value = numpy_function(syms + [_GAP] * self.gap + list(holders), expr, label)
 
     def __call__(self, state: dict, cache: dict) -> np.ndarray:
         args = [state[a] for a in self.args]
+        gap = []
+        if self.gap:
+            rho = state["K_ab"] / (np.sqrt(state["K_aa"]) * np.sqrt(state["K_bb"]))
+            gap = [(1 - rho) * (1 + rho)]
         shape = state["_shape"]
         vals = []
         with np.errstate(all="ignore"):
@@ -151,7 +180,7 @@ class _Lowered:
                                   for row in cov], -2)
                     cache[node] = _gaussian_average(f, c, product)
                 vals.append(cache[node])
-            return np.broadcast_to(np.asarray(self.value(*args, *vals), dtype=float), shape).copy()
+            return np.broadcast_to(np.asarray(self.value(*args, *gap, *vals), dtype=float), shape).copy()
 
 
 # ---------------------------------------------------------------- the derived programs, per activation
@@ -334,7 +363,73 @@ class _Pairs:
         return self.pidx[self.ia if x == "a" else self.ib, self.ia if y == "a" else self.ib]
 
 
+class _Proportional:
+    """Inputs that are exact multiples of each other at a layer, z_b = c_b z_rep(b) (rho = +-1 after
+    :func:`_regularise_pair`'s snapping): duplicates; x and 2x or -x through a positively homogeneous activation
+    without bias (relu, leaky relu, abs). In the mean field rho = +-1 means E(z_b - c z_a)^2 = 0, i.e. a pointwise
+    proportionality that holds at every width, so every finite-width quantity with an index b equals c_b times
+    the same quantity with rep(b) in its place. The pair formulas themselves are useless there: the kinked
+    activations' arc-cosine derivatives are singular at |rho| = 1 (finite limits through cancellations that
+    float64 cannot carry), so those entries are overwritten by the exact copies."""
+
+    def __init__(self, k: np.ndarray, px: "_Pairs", theta: np.ndarray | None = None):
+        N = k.shape[0]
+        kaa, kab, kbb = _regularise_pair(k[px.ia, px.ia], k[px.ia, px.ib], k[px.ib, px.ib])
+        parallel = np.abs(kab) == np.sqrt(kaa) * np.sqrt(kbb)
+        if theta is not None:   # the NTK's copy needs grad z_b = c grad z_a too: Theta_bb - 2 c Theta_ab + c^2 Theta_aa = 0
+            c = kab / kaa
+            t_aa, t_ab, t_bb = theta[px.ia, px.ia], theta[px.ia, px.ib], theta[px.ib, px.ib]
+            parallel &= np.abs(t_bb - 2 * c * t_ab + c * c * t_aa) <= 64 * np.finfo(float).eps * (t_bb + c * c * t_aa)
+        self.rep, self.c = np.arange(N), np.ones(N)
+        for a, b, kab_, kaa_ in zip(px.ia[parallel], px.ib[parallel], kab[parallel], kaa[parallel]):
+            if self.rep[b] == b and self.rep[a] == a:   # a is its class's representative (the smallest index)
+                self.rep[b], self.c[b] = a, kab_ / kaa_
+        self.parallel = parallel
+        self.any = bool(np.any(self.rep != np.arange(N)))
+        self.px = px
+        self.src = px.pidx[self.rep[px.pa], self.rep[px.pb]]    # pair (u w) -> (rep u, rep w)
+        self.fac = self.c[px.pa] * self.c[px.pb]
+
+    def pairs(self, q: np.ndarray) -> np.ndarray:
+        """(N, N) pair quantity: q_ab = c_a c_b q_rep(a) rep(b)."""
+        return self.c[:, None] * self.c[None, :] * q[np.ix_(self.rep, self.rep)]
+
+    def over_pairs(self, x: np.ndarray) -> np.ndarray:
+        """(p, p) over unordered pairs (V, A, D)."""
+        return self.fac[:, None] * self.fac[None, :] * x[np.ix_(self.src, self.src)]
+
+    def full(self, x: np.ndarray) -> np.ndarray:
+        """(N, N, N, N) (B, F)."""
+        c, r = self.c, self.rep
+        return np.einsum("a,b,c,d,abcd->abcd", c, c, c, c, x[np.ix_(r, r, r, r)])
+
+
 # ---------------------------------------------------------------- the driver
+
+@lru_cache(maxsize=32)
+def _kinked(activation) -> bool:
+    """phi' is discontinuous (relu, abs, a Piecewise): the pair formulas' arc-cosine derivatives are singular at
+    |rho| = 1."""
+    from fieldnet.symbolic.activations import get_activation
+
+    expr = get_activation(activation).expr
+    slope = sp.diff(expr, next(iter(expr.free_symbols)))
+    return slope.has(sp.Heaviside, sp.DiracDelta, sp.sign, sp.Piecewise)
+
+
+def _check_parallel_step(activation, layer: int, before: "_Proportional", after: "_Proportional", what: str) -> None:
+    """A pair exactly parallel at layer ``layer`` whose proportionality the step breaks (a bias switched on, or
+    the NTK's bias gradients under parameterization='standard' with C_b = 0) has no usable formula for a kinked
+    activation once the 1/n quantities are non-zero (layer >= 2): raise rather than return the cancellation's noise."""
+    if layer < 2 or not _kinked(activation):
+        return
+    broken = before.parallel & ~after.parallel
+    if np.any(broken):
+        a, b = before.px.ia[broken][0], before.px.ib[broken][0]
+        raise DivergenceError(
+            f"X: inputs {a} and {b} are exactly parallel at layer {layer} (z_b = c z_a), and the step to layer {layer + 1} "
+            f"breaks the proportionality of {what}; for a kinked activation the 1/n recursion is singular there "
+            "(arc-cosine derivatives at |rho| = 1). Perturb one input, or use C_b > 0 or parameterization='ntk'")
 
 def _warn_step_averages(activation, X) -> None:
     """Warn where the default (Gauss-Hermite) path is known to be inaccurate: 3-/4-variable averages of a
@@ -342,11 +437,7 @@ def _warn_step_averages(activation, X) -> None:
     an orthant probability; the kink-aware :mod:`fieldnet.numeric.products` path is exact but slow)."""
     if _USE_PRODUCTS or len(np.unique(X, axis=0)) < 3:
         return
-    from fieldnet.symbolic.activations import get_activation
-
-    expr = get_activation(activation).expr
-    slope = sp.diff(expr, next(iter(expr.free_symbols)))
-    if slope.has(sp.Heaviside, sp.DiracDelta, sp.sign, sp.Piecewise):
+    if _kinked(activation):
         warnings.warn(QuadratureWarning(
             "finite_width(ntk=True): this activation's derivative is discontinuous, and on three or more distinct "
             "inputs the NTK tensors B and F (and A, D through them) use tensor Gauss-Hermite averages of step "
@@ -434,6 +525,18 @@ def finite_width(network: DeepNetwork, X, *, ntk: bool = False) -> FiniteWidthRe
             h1[ia, ib] = h1[ib, ia] = h1_off
             H1[l] = h1
             new = fluct.step(st, V[l - 1], J, S, s1, s2, t, K0[l] - params["C_b"], k, params)
+        prop = _Proportional(K0[l], px)   # exactly parallel inputs at layer l + 1: copies of the representative's
+        before = _Proportional(K0[l - 1], px)
+        _check_parallel_step(network.activation, l, before, prop, "the preactivations")
+        if prop.any:
+            K1[l], V[l] = prop.pairs(K1[l]), prop.over_pairs(V[l])
+        if ntk:
+            prop = _Proportional(K0[l], px, theta[l])
+            _check_parallel_step(network.activation, l, before, prop, "the gradients")
+        if ntk and prop.any:
+            H1[l] = prop.pairs(H1[l])
+            new = type(new)(D=prop.over_pairs(new.D), A=prop.over_pairs(new.A), B=prop.full(new.B), F=prop.full(new.F))
+        if ntk:
             ntk_states.append(new)
         _check(l + 1, K1=K1[l], V=V[l], **({"H1": H1[l], "A": new.A, "B": new.B, "D": new.D, "F": new.F} if ntk else {}))
 
