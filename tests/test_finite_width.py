@@ -418,17 +418,23 @@ def test_cli_finite_width(tmp_path, capsys):
                  "--out", str(out)]) == 2
 
 
-def test_step_function_averages_warn_on_three_distinct_inputs():
-    """relu's phi' is a step: on >= 3 distinct inputs the default Gauss-Hermite path for B, F is ~10 % off
-    (orthant probability, tests/test_finite_width_montecarlo.py), so the driver must say so; tanh must not."""
+def test_step_function_averages_warn_on_three_distinct_inputs_only_without_the_product_integrator(monkeypatch):
+    """relu's phi' is a step: on >= 3 distinct inputs the Gauss-Hermite fallback for B, F is ~10 % off (orthant
+    probability, tests/test_finite_width_montecarlo.py), so with the product integrator switched off the driver
+    must say so; with it (the default) relu is exact and silent, and tanh never warns."""
+    import fieldnet.analysis.finite_width as fwmod
     from fieldnet.numeric.quadrature import QuadratureWarning
 
     X = np.random.default_rng(0).normal(size=(3, 4))
     relu = fn.DeepNetwork(depth=1, activation="relu", weight_var=2.0, bias_var=0.0)
-    with pytest.warns(QuadratureWarning, match="B and F"):
-        finite_width(relu, X, ntk=True)
     with warnings.catch_warnings():
         warnings.simplefilter("error", QuadratureWarning)
-        finite_width(relu, X[:2], ntk=True)
-        finite_width(relu, X, ntk=False)
-        finite_width(fn.DeepNetwork(depth=1, activation="tanh", weight_var=1.0, bias_var=0.0), X, ntk=True)
+        finite_width(relu, X, ntk=True)
+        fwmod._warn_step_averages(fn.get_activation("tanh"), X)
+    monkeypatch.setattr(fwmod, "_USE_PRODUCTS", False)
+    with pytest.warns(QuadratureWarning, match="B and F"):
+        fwmod._warn_step_averages(fn.get_activation("relu"), X)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", QuadratureWarning)
+        fwmod._warn_step_averages(fn.get_activation("relu"), X[:2])
+        fwmod._warn_step_averages(fn.get_activation("tanh"), X)

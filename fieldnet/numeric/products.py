@@ -10,8 +10,10 @@ integrands are products of phi^(m)(z_s)^j per input), and so are most 1- and 2-v
 exp(-x^2), ...: :func:`primitives_of`); the generated module prints the primitives with
 :class:`~fieldnet.numeric.codegen.NumbaPrinter` and evaluates ``factor_value(fid, x, ft)`` from a runtime
 coefficient table (:func:`factor_table`, with each factor's breakpoints from
-:func:`~fieldnet.numeric.codegen.breakpoints`). So the compiled module depends only on the primitives --
-one numba compile per activation, whatever factors its recursions need.
+:func:`~fieldnet.numeric.codegen.breakpoints`). So the compiled module depends only on the primitives, and
+factors within the built-in activations' primitives (:func:`builtin_primitives`) all share one module: one
+numba compile per installation for every built-in activation, whatever factors its recursions need (a user's
+own activation with other primitives gets a module of its own).
 
 **Method: sequential conditioning (nested 1-D rules in whitened coordinates).** A pivoted Cholesky
 factor z = L u (u ~ N(0, 1)^k; the variable of largest conditional variance first) makes z_k =
@@ -499,7 +501,7 @@ def primitives_of(factor) -> list:
 
 def factor_table(factors, primitives) -> tuple:
     """Runtime description of the factors as polynomials in the primitives: (coef (F, T), expo (F, T, m)
-    int, nterms (F,), breaks (F, B) in z units, nbreaks (F,))."""
+    int, nterms (F,), breaks (F, B) in z units, nbreaks (F,), single (F,): the factor's only primitive or -1)."""
     gens = sp.symbols(f"p0:{len(primitives)}")
     polys = []
     for f in factors:
@@ -527,7 +529,14 @@ def factor_table(factors, primitives) -> tuple:
     for i, b in enumerate(brk):
         breaks[i, :len(b)] = b
         nbreaks[i] = len(b)
-    return coef, expo, nterms, breaks, nbreaks
+    single = np.array([_single_primitive(expo[i, :nterms[i]]) for i in range(len(factors))], dtype=np.int64)
+    return coef, expo, nterms, breaks, nbreaks, single
+
+
+def _single_primitive(expo: np.ndarray) -> int:
+    """The one primitive a factor's terms use (then it is evaluated once per point), else -1."""
+    used = np.flatnonzero(expo.sum(axis=0))
+    return int(used[0]) if len(used) == 1 else -1
 
 
 def generate_source(primitives) -> str:
@@ -540,18 +549,26 @@ def generate_source(primitives) -> str:
     out = [_HEADER.format(listing=listing, radius=RADIUS, h_max=H_MAX, glx=glx, glw=glw)]
     for i, p in enumerate(primitives):
         out.append(function_source(f"primitive{i}", [X], p))
-    values = ", ".join(f"primitive{i}(x)" for i in range(len(primitives)))
+    chain = "".join(f"    if i == {i}:\n        return primitive{i}(x)\n" for i in range(len(primitives)))
     out.append(f"N_PRIMITIVES = {len(primitives)}\n\n\n"
-               f'@njit(cache=True)\ndef factor_value(fid, x, ft):\n'
-               f'    """Factor ``fid`` at x: sum_t coef[fid, t] prod_i primitive_i(x)^expo[fid, t, i] (ft: factor_table)."""\n'
-               f"    pv = ({values},)\n"
+               "@njit(cache=True)\ndef primitive_value(i, x):\n"
+               f"{chain}    return 0.0\n\n\n"
+               '@njit(cache=True)\ndef factor_value(fid, x, ft):\n'
+               '    """Factor ``fid`` at x: sum_t coef[fid, t] prod_i primitive_i(x)^expo[fid, t, i] (ft: factor_table);\n'
+               '    only the primitives the factor uses are evaluated, a single one once."""\n'
                "    coef = ft[0]\n    expo = ft[1]\n    total = 0.0\n"
+               "    one = ft[5][fid]\n"
+               "    if one >= 0:\n"
+               "        v = primitive_value(one, x)\n"
+               "        for t in range(ft[2][fid]):\n"
+               "            total += coef[fid, t] * v ** expo[fid, t, one]\n"
+               "        return total\n"
                "    for t in range(ft[2][fid]):\n"
                "        term = coef[fid, t]\n"
                "        for i in range(N_PRIMITIVES):\n"
                "            e = expo[fid, t, i]\n"
                "            if e > 0:\n"
-               "                term *= pv[i] ** e\n"
+               "                term *= primitive_value(i, x) ** e\n"
                "        total += term\n"
                "    return total\n")
     out.append(_INTEGRATOR)
@@ -656,11 +673,28 @@ def _compiled(primitives: tuple):
     return load_generated(generate_source(primitives), _fingerprint(), "fieldnet_pr")
 
 
+@lru_cache(maxsize=1)
+def builtin_primitives() -> tuple:
+    """The primitives of fieldnet's built-in activations (parameters at their defaults) and of their first three
+    derivatives, delta functions aside. Every factor set within them shares ONE compiled module, so the
+    recursions of all built-in activations together cost one numba compile per installation."""
+    from fieldnet.symbolic.activations import _BUILTIN_PARAMS, get_activation
+
+    found = {X}
+    for name, n_params in _BUILTIN_PARAMS.items():
+        if n_params and name != "leaky_relu":
+            continue
+        expr = canonical_factor(get_activation(name).expr)
+        for k in range(4):
+            found.update(p for p in primitives_of(sp.diff(expr, X, k)) if not p.has(sp.DiracDelta))
+    return tuple(sorted(found, key=sp.srepr))
+
+
 @lru_cache(maxsize=256)
 def _product_module(factors: tuple) -> ProductModule:
     if not factors:
         raise ParameterError("factors: need at least one factor")
-    primitives = tuple(sorted({p for f in factors for p in primitives_of(f)}, key=sp.srepr)) or (X,)
+    primitives = _module_primitives(factors)
     key, path, module = _compiled(primitives)
     table = factor_table(factors, primitives)
     return ProductModule(factors, primitives, table, key, path, module)
@@ -673,8 +707,13 @@ def product_module(factors) -> ProductModule:
 
 def product_source(factors) -> str:
     """The generated numba source for ``factors`` (for inspection)."""
-    primitives = sorted({p for f in factors for p in primitives_of(f)}, key=sp.srepr) or [X]
-    return generate_source(primitives)
+    return generate_source(_module_primitives(tuple(canonical_factor(f) for f in factors)))
+
+
+def _module_primitives(factors: tuple) -> tuple:
+    """The primitives of the module that serves ``factors``: the built-in set when it covers them."""
+    primitives = tuple(sorted({p for f in factors for p in primitives_of(f)}, key=sp.srepr)) or (X,)
+    return builtin_primitives() if set(primitives) <= set(builtin_primitives()) else primitives
 
 
 # ---------------------------------------------------------------- integrands -> products
