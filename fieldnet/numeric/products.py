@@ -641,7 +641,7 @@ class ProductModule:
             raise ParameterError(f"covs[{bad}]: not positive semi-definite (a conditional variance is negative)")
         if not np.all(np.isfinite(out)):
             bad = int(np.argmax(~np.isfinite(out)))
-            raise ParameterError(f"covs[{bad}]: the average of factors {tuple(fids[bad])} is not finite "
+            raise ParameterError(f"covs[{bad}]: the average of factors {tuple(int(f) for f in fids[bad])} is not finite "
                                  "(a factor overflows or is undefined on the real line)")
         if warn and np.any(status == 0):
             warnings.warn(f"{int(np.sum(status == 0))} of {P} product averages did not reach tol = {tol:g} "
