@@ -46,8 +46,10 @@ the substitution t rho_ij = sin(theta) removes the square-root endpoint singular
 
 The remaining integrands are smooth but for nearly singular R vary fast at t -> 1 (a conditional
 correlation tends to +-1); they are summed with tanh-sinh quadrature (Takahasi & Mori 1974), halving the
-step until two successive estimates agree to 1e-10 (tanh-sinh roughly doubles its correct digits per
-halving, so the last estimate is good to ~1e-15).
+step (1/2 ... 1/64) until two successive estimates of P_4 agree to 1e-12 relative (or 1e-17 absolute);
+tanh-sinh roughly doubles its correct digits per halving, so the last estimate is good to ~1e-15. The
+partial correlations are computed by Gram-Schmidt on the vectors of the variables at t, not from the
+2 x 2 Schur complement of R(t), whose cancellations cost up to 1e-3 relative when R is nearly singular.
 
 **Degenerate covariances** are reduced before they can produce 0/0: a variable of zero variance
 (C_ii <= 1e-13 max_j C_jj at the top, or a conditional variance <= 1e-13 of the variance before the
@@ -78,6 +80,7 @@ MAX_VARIABLES = 4
 MAX_EXPONENT = 6
 DEPENDENT = 1e-13      # relative (conditional) variance below which a variable is zero / proportional
 TWO_PI = 2.0 * math.pi
+ACCEPT = 1e-10         # tanh-sinh: accept level L (h = 2^-L / 2, L >= 2) when it moved P_4 by <= ACCEPT P_4
 
 
 # ---------------------------------------------------------------- tanh-sinh nodes on (0, 1)
@@ -99,7 +102,7 @@ def _tanh_sinh_levels(h0=0.5, levels=6, tau_max=3.6):
     return np.concatenate(xs), np.concatenate(ws), np.array(starts, dtype=np.int64), h0
 
 
-TS_X, TS_W, TS_START, TS_H0 = _tanh_sinh_levels()
+TS_X, TS_W, TS_START, TS_H0 = _tanh_sinh_levels(levels=7)
 
 
 # ---------------------------------------------------------------- geometry of the rows l_i
@@ -189,25 +192,31 @@ def _condition(rows, j):
 # ---------------------------------------------------------------- orthant probabilities
 
 @njit(cache=True)
-def _partial_correlation(units, i, j, k, l, t):
+def _partial_correlation(units, i, j, k, l, t, vectors):
     """Correlation of w_k, w_l given w_i = w_j = 0, where w_a = sqrt(t) g_a . u + sqrt(1 - t) e_a . u'
     (g_a the unit rows ``units``: correlations I + t (R - I)). Computed by projecting the vectors of
     w_k, w_l off those of w_i, w_j (modified Gram-Schmidt), which keeps its digits when R is nearly
-    singular (the explicit 2 x 2 Schur complement loses them to cancellation)."""
+    singular (the explicit 2 x 2 Schur complement loses them to cancellation). ``vectors``: (4, r + 4) work."""
     r = units.shape[1]
-    vectors = np.zeros((4, r + 4))
+    width = r + 4
     a_t, b_t = math.sqrt(t), math.sqrt(max(0.0, 1.0 - t))
-    for n, a in enumerate((i, j, k, l)):
+    for n in range(4):
+        a = (i, j, k, l)[n]
         for q in range(r):
             vectors[n, q] = a_t * units[a, q]
+        for q in range(r, width):
+            vectors[n, q] = 0.0
         vectors[n, r + a] = b_t
     for n in range(2):
         norm = math.sqrt(_dot(vectors[n], vectors[n]))
         if norm == 0.0:
             return 0.0
-        vectors[n] /= norm
+        for q in range(width):
+            vectors[n, q] /= norm
         for later in range(n + 1, 4):
-            vectors[later] -= _dot(vectors[later], vectors[n]) * vectors[n]
+            overlap = _dot(vectors[later], vectors[n])
+            for q in range(width):
+                vectors[later, q] -= overlap * vectors[n, q]
     kk, ll = _dot(vectors[2], vectors[2]), _dot(vectors[3], vectors[3])
     if kk == 0.0 or ll == 0.0:
         return 0.0
@@ -215,7 +224,7 @@ def _partial_correlation(units, i, j, k, l, t):
 
 
 @njit(cache=True)
-def _plackett_integrand(units, r, alpha, x):
+def _plackett_integrand(units, r, alpha, x, vectors):
     """sum over pairs (i, j) of asin(r_ij) / (2 pi) P_2(r_{kl|ij}(t)), t = sin(alpha_ij x) / r_ij: the
     integrand of P_4 - 1/16 over x in [0, 1] (theta = alpha_ij x)."""
     total = 0.0
@@ -230,7 +239,7 @@ def _plackett_integrand(units, r, alpha, x):
             while l == i or l == j:
                 l += 1
             t = min(1.0, math.sin(alpha[i, j] * x) / r[i, j])
-            rho = _partial_correlation(units, i, j, k, l, t)
+            rho = _partial_correlation(units, i, j, k, l, t, vectors)
             total += alpha[i, j] * (0.25 + math.asin(rho) / TWO_PI)
     return total / TWO_PI
 
@@ -238,25 +247,26 @@ def _plackett_integrand(units, r, alpha, x):
 @njit(cache=True)
 def orthant4(units):
     """P(z_1..z_4 > 0), z_a = g_a . u for the unit rows g_a = ``units`` (no two parallel): Plackett's
-    identity integrated with tanh-sinh, step halved until two estimates agree to 1e-10 (module docstring)."""
+    identity integrated with tanh-sinh, step halved until two estimates agree to 1e-12 relative (module docstring)."""
     r = units @ units.T
     alpha = np.zeros((4, 4))
     for i in range(4):
         for j in range(i + 1, 4):
             alpha[i, j] = math.asin(min(1.0, max(-1.0, r[i, j])))
+    vectors = np.empty((4, units.shape[1] + 4))
     total = 0.0
     previous = 0.0
     h = TS_H0
     for level in range(TS_START.shape[0] - 1):
         for n in range(TS_START[level], TS_START[level + 1]):
             if TS_W[n] > 0.0:
-                total += TS_W[n] * _plackett_integrand(units, r, alpha, TS_X[n])
-        estimate = total * h
-        if level > 0 and abs(estimate - previous) <= 1e-10:
-            return 0.0625 + estimate
+                total += TS_W[n] * _plackett_integrand(units, r, alpha, TS_X[n], vectors)
+        estimate = 0.0625 + total * h
+        if level > 1 and abs(estimate - previous) <= max(ACCEPT * estimate, 1e-17):
+            return estimate
         previous = estimate
         h *= 0.5
-    return 0.0625 + previous
+    return previous
 
 
 @njit(cache=True)
