@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import sympy as sp
 
-from fieldnet.errors import ParameterError
+from fieldnet.errors import DivergenceError, ParameterError
 from fieldnet.numeric.orthant import moment_tables, moments, relu_family_average, relu_family_terms
 
 x = sp.Symbol("x", real=True)
@@ -350,3 +350,8 @@ def test_bad_input_names_the_parameter(a, s, covs, name):
 def test_bad_table_bounds():
     with pytest.raises(ParameterError, match="bounds"):
         moment_tables([1, 1], [0, 9], np.eye(2))
+
+
+def test_overflow_raises_divergence_error():
+    with pytest.raises(DivergenceError, match="covs"):
+        moments([6, 6], [1, 1], 1e200 * np.eye(2))
