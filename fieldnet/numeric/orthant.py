@@ -49,10 +49,12 @@ the substitution t rho_ij = sin(theta) removes the square-root endpoint singular
 
 The remaining integrands are smooth but for nearly singular R vary fast at t -> 1 (a conditional
 correlation tends to +-1); they are summed with tanh-sinh quadrature (Takahasi & Mori 1974), halving the
-step (1/2 ... 1/64) until two successive estimates of P_4 agree to 1e-12 relative (or 1e-17 absolute);
-tanh-sinh roughly doubles its correct digits per halving, so the last estimate is good to ~1e-15. The
-partial correlations are computed by Gram-Schmidt on the vectors of the variables at t, not from the
-2 x 2 Schur complement of R(t), whose cancellations cost up to 1e-3 relative when R is nearly singular.
+step from 1/2 until, at 1/8 or below, a halving changes P_4 by at most 1e-10 relative (or 1e-17 absolute;
+at most 1/128). Tanh-sinh roughly doubles its correct digits per halving, so the accepted estimate is good
+to about 1e-15 absolute (measured against a step-1/512 rule: <= 6e-16 for random R, <= 4e-14 for R within
+1e-8 of rank 2). The partial correlations are computed by Gram-Schmidt on the vectors of the variables
+at t, not from the 2 x 2 Schur complement of R(t), whose cancellations cost up to 1e-3 relative when R is
+nearly singular.
 
 **Degenerate covariances** are reduced before they can produce 0/0: a variable of zero variance
 (C_ii <= 1e-13 max_j C_jj at the top, or a conditional variance <= 1e-13 of the variance before the
@@ -89,8 +91,8 @@ ACCEPT = 1e-10         # tanh-sinh: accept level L (h = 2^-L / 2, L >= 2) when i
 # ---------------------------------------------------------------- tanh-sinh nodes on (0, 1)
 
 def _tanh_sinh_levels(h0=0.5, levels=6, tau_max=3.6):
-    """Nodes x, complements 1 - x and weights dx/dtau for tau = k h, h = h0 / 2^L, new nodes per level L
-    (level 0: all k; level L > 0: odd k). Returned flat with offsets per level."""
+    """Nodes x(tau) = 1 / (1 + exp(-pi sinh tau)) and weights dx/dtau at tau = k h, h = h0 / 2^L, |tau| <= tau_max,
+    the new nodes of each level L (level 0: all k; L > 0: odd k), flat with the offsets of the levels."""
     xs, ws, starts = [], [], [0]
     for level in range(levels):
         h = h0 / 2 ** level
