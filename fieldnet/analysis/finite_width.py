@@ -78,20 +78,32 @@ class _ProductAverage:
         self.fids = None
 
     def _resolve(self):
-        factors = sorted({canonical_factor(f) for _, _, fs in self.terms for f in fs}, key=sp.srepr)
-        self.module = product_module(factors)
-        self.fids = [tuple(factors.index(canonical_factor(f)) for f in fs) for _, _, fs in self.terms]
+        from fieldnet.numeric.orthant import relu_family_terms
+
+        # relu-family terms (polynomials in z, Max(0, z), Heaviside(z), |z|, sign z) are exact and ~1000x faster
+        # through fieldnet.numeric.orthant; the others go to the product integrator's compiled module
+        self.exact = [all(relu_family_terms(f) is not None for f in fs) for _, _, fs in self.terms]
+        rest = [fs for (_, _, fs), exact in zip(self.terms, self.exact) if not exact]
+        factors = sorted({canonical_factor(f) for fs in rest for f in fs}, key=sp.srepr)
+        self.module = product_module(factors) if factors else False
+        self.fids = [None if exact else tuple(factors.index(canonical_factor(f)) for f in fs)
+                     for (_, _, fs), exact in zip(self.terms, self.exact)]
 
     def __call__(self, cov: np.ndarray) -> np.ndarray:
+        from fieldnet.numeric.orthant import relu_family_average
+
         if self.module is None:
             self._resolve()
         total = np.zeros(cov.shape[0])
-        for (coef, idx, _), fids in zip(self.terms, self.fids):
+        for (coef, idx, fs), fids in zip(self.terms, self.fids):
             if not idx:
                 total += coef
                 continue
             sub = cov[:, idx][:, :, idx]
-            total += coef * self.module.average(np.array(fids, dtype=np.int64), sub, tol=_PRODUCT_TOL)
+            if fids is None:
+                total += coef * relu_family_average(fs, sub)
+            else:
+                total += coef * self.module.average(np.array(fids, dtype=np.int64), sub, tol=_PRODUCT_TOL)
         return total
 
 
