@@ -52,9 +52,11 @@ def _gaussian_average(f, cov: np.ndarray, product=None) -> np.ndarray:
     """E_{z ~ N(0, cov[p])} f(z) for cov (P, k, k): the ONE place fieldnet's finite-width code integrates.
 
     With ``product`` (a :class:`_ProductAverage`: the integrand as a sum of products of single-variable
-    factors) the generated numba integrator of :mod:`fieldnet.numeric.products` (nested 1-D rules after a
-    pivoted Cholesky, tolerance ``_PRODUCT_TOL``); otherwise :func:`fieldnet.numeric.quadrature.batched_expectation`
-    on the numpy callable ``f`` (adaptive whitened trapezoid for k <= 2, tensor Gauss-Hermite for k = 3, 4)."""
+    factors; every 3-/4-variable node while ``_USE_PRODUCTS``) the exact relu-family moments of
+    :mod:`fieldnet.numeric.orthant` where the factors allow, else the generated numba integrator of
+    :mod:`fieldnet.numeric.products` (nested 1-D rules after a pivoted Cholesky, tolerance ``_PRODUCT_TOL``);
+    otherwise :func:`fieldnet.numeric.quadrature.batched_expectation` on the numpy callable ``f`` (adaptive
+    whitened trapezoid for k <= 2; tensor Gauss-Hermite for k = 3, 4 only with ``_USE_PRODUCTS = False``)."""
     if product is not None:
         return product(cov)
     return batched_expectation(f, cov)
@@ -444,17 +446,17 @@ def _check_parallel_step(activation, layer: int, before: "_Proportional", after:
             "(arc-cosine derivatives at |rho| = 1). Perturb one input, or use C_b > 0 or parameterization='ntk'")
 
 def _warn_step_averages(activation, X) -> None:
-    """Warn where the default (Gauss-Hermite) path is known to be inaccurate: 3-/4-variable averages of a
-    discontinuous phi' (relu's step) enter B and F on three or more distinct inputs (measured 12 % off on
-    an orthant probability; the kink-aware :mod:`fieldnet.numeric.products` path is exact but slow)."""
+    """Warn where the Gauss-Hermite fallback (``_USE_PRODUCTS = False``) is known to be inaccurate: 3-/4-variable
+    averages of a discontinuous phi' (relu's step) enter B and F on three or more distinct inputs (measured 12 %
+    off on an orthant probability; the default path is exact there)."""
     if _USE_PRODUCTS or len(np.unique(X, axis=0)) < 3:
         return
     if _kinked(activation):
         warnings.warn(QuadratureWarning(
             "finite_width(ntk=True): this activation's derivative is discontinuous, and on three or more distinct "
             "inputs the NTK tensors B and F (and A, D through them) use tensor Gauss-Hermite averages of step "
-            "functions, accurate only to about 10 %; set fieldnet.analysis.finite_width._USE_PRODUCTS = True "
-            "for the kink-aware integrator (slow)"), stacklevel=3)
+            "functions, accurate only to about 10 %; leave fieldnet.analysis.finite_width._USE_PRODUCTS = True "
+            "(the default) for exact averages"), stacklevel=3)
 
 
 def finite_width(network: DeepNetwork, X, *, ntk: bool = False) -> FiniteWidthResult:

@@ -39,9 +39,10 @@ Every Gaussian average and its covariance derivative is a sympy expression deriv
 (:func:`fieldnet.symbolic.finite_width.kernel_jacobian`, ``kernel_hessian``, ``four_point_source`` and
 ``sympy.diff`` through Price's theorem), with the two "inputs" of the deep formulas read as two time-input
 variables. Averages with no closed form go through one private helper, :func:`_gaussian_average`: integrands that
-split into single-variable factors (all of them for the built-in activations) go to the numba product integrator of
-:mod:`fieldnet.numeric.products` (via :class:`fieldnet.analysis.finite_width._ProductAverage`, 1e-9 relative;
-kink-aware), 1- and 2-variable ones otherwise to the adaptive whitened trapezoid, and only integrands that do not
+split into single-variable factors (all of them for the built-in activations) go, via
+:class:`fieldnet.analysis.finite_width._ProductAverage`, to the exact relu-family moments of
+:mod:`fieldnet.numeric.orthant` (relu, leaky relu, abs, step, linear) or to the numba product integrator of
+:mod:`fieldnet.numeric.products` (1e-9 relative; kink-aware), 1- and 2-variable ones otherwise to the adaptive whitened trapezoid, and only integrands that do not
 split to tensor Gauss-Hermite (:data:`HERMITE_NODES`). Against the same integrator at 1e-12, C1 is accurate to
 7e-13 absolute (tanh, C_W = 2.5, C_U = 1.5, C_b = 0.2, T = 3; tensor Gauss-Hermite gave 3e-6). Cost: Pi and the a-term
 need O(M^2) averages of up to 4 variables, M = T N (T N + 1)/2 coordinates (tanh on 2 shared cores: T = 4, N = 1
