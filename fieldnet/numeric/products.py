@@ -590,7 +590,7 @@ def _fingerprint() -> str:
 @dataclass
 class ProductModule:
     """Factors (index i = position in ``factors``) as polynomials in the primitives of a compiled module;
-    modules are shared by every factor set with the same primitives (one per activation, in practice)."""
+    modules are shared by every factor set with the same primitives (one for all built-in activations)."""
 
     factors: tuple
     primitives: tuple
