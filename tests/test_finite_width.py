@@ -438,3 +438,29 @@ def test_step_function_averages_warn_on_three_distinct_inputs_only_without_the_p
         warnings.simplefilter("error", QuadratureWarning)
         fwmod._warn_step_averages(fn.get_activation("relu"), X[:2])
         fwmod._warn_step_averages(fn.get_activation("tanh"), X)
+
+
+@pytest.mark.parametrize("name", ["relu", "abs"])
+def test_exact_relu_family_route_equals_the_product_integrator_through_the_recursion(name, monkeypatch):
+    """Four distinct inputs, every 3-/4-variable average of V, K1 and the NTK tensors: fieldnet.numeric.orthant's
+    exact moments (the default for relu-family factors) against the product integrator (1e-9), depth 2."""
+    import fieldnet.analysis.finite_width as fwmod
+    import fieldnet.analysis.ntk_fluctuations as nf
+    import fieldnet.numeric.orthant as orthant
+
+    X = np.random.default_rng(21).standard_normal((4, 5))
+    net = fn.DeepNetwork(2, name, weight_var=1.7, bias_var=0.1)
+    exact = finite_width(net, X, ntk=True)
+    plan = fwmod._program(net.activation, True).four[(1, 1, 1, 1)].nodes[0][3]   # <phi phi phi phi>, 4 variables
+    assert plan.module is False and all(plan.exact)                              # took the exact route only
+    for cache in (fwmod._program, nf.ntk_program):
+        cache.cache_clear()
+    monkeypatch.setattr(orthant, "relu_family_terms", lambda factor, x=None: None)  # every term to products.py
+    try:
+        numeric = finite_width(net, X, ntk=True)
+    finally:
+        for cache in (fwmod._program, nf.ntk_program):
+            cache.cache_clear()
+    for q in ("K1", "V", "H1", "A", "B", "D", "F"):
+        a, b = getattr(exact, q), getattr(numeric, q)
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-7 * np.abs(b).max(), err_msg=q)
