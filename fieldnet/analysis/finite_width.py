@@ -488,6 +488,7 @@ def finite_width(network: DeepNetwork, X, *, ntk: bool = False) -> FiniteWidthRe
         fluct = NTKFluctuations(network.activation, px)
         ntk_states = [NTKState.zeros(N)]
     letters = {"a": ia, "b": ib}
+    parallel = _Proportional(K0[0], px)              # exactly parallel inputs of the current layer (K alone)
 
     for l in range(1, n_layers):                     # step layer l -> l + 1 (array l-1 -> l)
         params = {"C_W": network.weight_var[l], "C_b": network.bias_var[l], "lambda_W": lam_w[l],
@@ -539,8 +540,8 @@ def finite_width(network: DeepNetwork, X, *, ntk: bool = False) -> FiniteWidthRe
             h1[ia, ib] = h1[ib, ia] = h1_off
             H1[l] = h1
             new = fluct.step(st, V[l - 1], J, S, s1, s2, t, K0[l] - params["C_b"], k, params)
-        prop = _Proportional(K0[l], px)   # exactly parallel inputs at layer l + 1: copies of the representative's
-        before = _Proportional(K0[l - 1], px)
+        before, prop = parallel, _Proportional(K0[l], px)   # parallel at layer l + 1: copies of the representative's
+        parallel = prop
         _check_parallel_step(network.activation, l, before, prop, "the preactivations")
         if prop.any:
             K1[l], V[l] = prop.pairs(K1[l]), prop.over_pairs(V[l])
