@@ -7,6 +7,8 @@ For z ~ N(0, q) and (u, v) ~ N(0, q [[1, c], [c, 1]]) (THEORY.md sections 2-3):
     S(q)  = <phi'(z)^2>_q                 chi_perp = C_W S(q)
     P(q, c)  = <phi(u) phi(v)>            the correlation map's average
     P'(q, c) = <phi'(u) phi'(v)>          its slope: d P / d c = q P'(q, c)
+    P''(q, c) = <phi''(u) phi''(v)>        d P' / d c = q P''(q, c) (Price's theorem; closed forms by
+                                          differentiating P' in c, so kinks give their delta functions)
 
 Each is the symbolic closed form (:func:`fieldnet.symbolic.expectation.gaussian_expectation`,
 lambdified) where the table has one, and otherwise a numeric Gaussian average through the single
@@ -86,14 +88,15 @@ class ActivationAverages:
         phi = self.activation.expr.subs(_x, _z)
         self._phi = phi
         self._dphi = sp.diff(phi, _z)
+        self._ddphi = sp.diff(phi, _z, 2)
         self._closed: dict = {}
         self._zero: dict = {}
         self._taylor = _taylor_at_zero(phi)
 
     @property
     def closed_forms(self) -> dict:
-        """{'V', 'dV', 'S', 'P', 'dP'} -> sympy closed form in q (and c), or None (quadrature)."""
-        return {key: self.closed_form(key) for key in ("V", "dV", "S", "P", "dP")}
+        """{'V', 'dV', 'S', 'P', 'dP', 'ddP'} -> sympy closed form in q (and c), or None (quadrature)."""
+        return {key: self.closed_form(key) for key in ("V", "dV", "S", "P", "dP", "ddP")}
 
     def closed_form(self, key: str):
         """The closed form of one average (computed on first use), or None."""
@@ -108,6 +111,9 @@ class ActivationAverages:
             elif key == "dV":
                 second = self.closed_form("V")
                 value = None if second is None else sp.diff(second, Q)
+            elif key == "ddP":
+                slope = self.closed_form("dP")
+                value = None if slope is None else sp.simplify(sp.diff(slope, C) / Q)
             else:
                 f = phi if key == "P" else dphi
                 value = _closed(gaussian_expectation(f.subs(_z, _u) * f.subs(_z, _v), (_u, _v), pair))
@@ -139,6 +145,10 @@ class ActivationAverages:
     def derivative_pair(self, q, c):
         """P'(q, c) = <phi'(u) phi'(v)> (the correlation map's slope is C_W P')."""
         return self._pair("dP", q, c, self._dphi)
+
+    def second_derivative_pair(self, q, c):
+        """P''(q, c) = <phi''(u) phi''(v)> = (1/q) dP'/dc (diverges at c = 1 for kinked phi: raises)."""
+        return self._pair("ddP", q, c, self._ddphi)
 
     # -- internals ---------------------------------------------------------------------------
 
@@ -225,7 +235,7 @@ class ActivationAverages:
 
 
 _DESCRIBE = {"V": "<phi^2>", "dV": "d<phi^2>/dq", "S": "<phi'^2>", "P": "<phi(u) phi(v)>",
-             "dP": "<phi'(u) phi'(v)>", "phi^2": "<phi^2>"}
+             "dP": "<phi'(u) phi'(v)>", "ddP": "<phi''(u) phi''(v)>", "phi^2": "<phi^2>"}
 
 
 def _closed(expr):
