@@ -75,7 +75,7 @@ from fieldnet.errors import DivergenceError, ParameterError, require
 
 _AT_TOL = 1e-9          # replicon >= -_AT_TOL counts as stable (pure 2-spin is exactly marginal)
 _T_MAX, _W_MAX = 40.0, 60.0     # bounds of the log-variables: 1 - q >= e^-40 per level, m >= e^-60
-_OPT = dict(maxfun=4000, ftol=1e-15, gtol=1e-11)   # TNC: L-BFGS-B setulb is BLAS-bound and slow on busy cores
+_OPT = dict(maxfun=2000, ftol=1e-15, gtol=1e-11)   # TNC: L-BFGS-B setulb is BLAS-bound and slow on busy cores
 
 
 # ----------------------------------------------------------------------------------------------------- dataclasses
@@ -402,6 +402,32 @@ class SphericalModel:
         return -math.sqrt(self.xip1)
 
     # ------------------------------------------------------------------------------------------ finite-beta k-RSB
+    def crisanti_sommers(self, beta, q, m):
+        """P(x) of the module docstring for the k-step x: q = (q_0..q_k) non-decreasing in [0, 1), m = (m_1..m_k)
+        non-decreasing in (0, 1]. q = [q0], m = [] is the RS value at overlap q0 (stationary or not)."""
+        beta = _check_beta(beta)
+        q, m = np.atleast_1d(np.asarray(q, float)), np.atleast_1d(np.asarray(m, float))
+        require(q.ndim == 1 and m.ndim == 1 and len(q) == len(m) + 1, "q", "need len(q) == len(m) + 1")
+        require(bool(np.all(np.diff(q) >= 0) and q[0] >= 0 and q[-1] < 1), "q", f"must be non-decreasing in [0, 1), got {q}")
+        require(bool(np.all(np.diff(m) >= 0) and np.all(m > 0) and np.all(m <= 1)), "m",
+                f"must be non-decreasing in (0, 1], got {m}")
+        y = 1 - q
+        B = _cs_core(y, m, y[-1])[0]
+        return 0.5 * (beta ** 2 * float(m @ np.diff(self.xi(q)) + self.xi1 - self.xi(q[-1])) + B + math.log(y[-1]))
+
+    def zero_temperature_functional(self, q, alpha, L):
+        """Energy -(1/2) Q(L, alpha) of the T = 0 functional (module docstring) for alpha = alpha_i on [q_{i-1}, q_i),
+        q = (q_0..q_k) with q_k = 1, alpha non-decreasing >= 0, L > int_0^1 alpha. Since min Q = -2 u_GS, every
+        admissible point gives a value <= u_GS, with equality at the optimum."""
+        q, a = np.atleast_1d(np.asarray(q, float)), np.atleast_1d(np.asarray(alpha, float))
+        require(q.ndim == 1 and len(q) == len(a) + 1 and q[-1] == 1.0, "q", "need len(q) == len(alpha) + 1 and q[-1] == 1")
+        require(bool(np.all(np.diff(q) >= 0) and q[0] >= 0), "q", f"must be non-decreasing in [0, 1], got {q}")
+        require(bool(np.all(a >= 0) and np.all(np.diff(a) >= 0)), "alpha", f"must be non-decreasing and >= 0, got {a}")
+        lam_k = float(L) - float(a @ np.diff(q))
+        require(lam_k > 0, "L", f"must exceed int_0^1 alpha = {float(a @ np.diff(q))}, got {L}")
+        B = _cs_core(1 - q, a, lam_k)[0]
+        return -0.5 * (self.xip1 * lam_k + float(a @ np.diff(self.xi(q))) + B)
+
     def _parisi_objective(self, beta, k):
         b2 = beta * beta
 
@@ -433,7 +459,7 @@ class SphericalModel:
         w = np.diff(np.log(np.concatenate([m, [1.0]])))
         return np.concatenate([_t_from_y(y), np.clip(w, 0, _W_MAX)])
 
-    def parisi(self, beta, k, n_random=4):
+    def parisi(self, beta, k, n_random=3):
         """k-RSB optimum of the CS functional at beta (k = 0: RS). Starts: every way of splitting a level of the
         (k-1)-RSB optimum (so P_k <= P_{k-1}) plus seeded random points (n_random for k = 1, 1 beyond: the
         Parisi functional is convex in x, so continuation from k-1 is the main route); the lowest optimum wins."""
@@ -493,7 +519,7 @@ class SphericalModel:
 
         return fun
 
-    def ground_state(self, k, n_random=6):
+    def ground_state(self, k, n_random=3):
         """T = 0 k-step minimum of the Chen-Sen functional (module docstring): u_GS = -(1/2) min Q. Starts as in
         :meth:`parisi` (splits of the (k-1) optimum, so u_k >= u_{k-1}; n_random random points for k = 1, 1 beyond)."""
         k = _check_k(k)
