@@ -254,8 +254,9 @@ class GroundStates:
     ``u_best`` (n_networks,) the best u per network after the polish; ``x_best`` (n_networks, N) its point;
     ``u_starts`` (n_networks, n_starts) the local minima reached from each start; ``fraction_best``
     (n_networks,) the fraction of starts with u within ``match_tol`` of u_best; ``grad_norm`` (n_networks,)
-    |Riemannian grad H| / sqrt(N) at x_best; ``mean``, ``sem`` of u_best over networks; ``iterations``
-    used by the descent of all starts and by the polish.
+    |Riemannian grad H| / sqrt(N) at x_best (not small when the minimum sits on a kink of relu); ``mean``,
+    ``sem`` of u_best over networks; ``iterations`` = (momentum steps, Armijo iterations of all starts, of the
+    polish).
     """
 
     u_best: np.ndarray
@@ -360,8 +361,8 @@ def find_ground_states(ens: LandscapeEnsemble, n_starts: int = 20, *, momentum_i
     u_best = Eb[:, 0] / ens.N
     fraction = np.mean(u_starts <= u_best[:, None] + match_tol, axis=1)
     mean, sem = mean_and_sem(u_best)
-    return GroundStates(u_best, Xb[:, 0], u_starts, fraction, gb[:, 0], float(mean), float(sem), (it1, it2),
-                        match_tol)
+    return GroundStates(u_best, Xb[:, 0], u_starts, fraction, gb[:, 0], float(mean), float(sem),
+                        (momentum_iter, it1, it2), match_tol)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -377,7 +378,7 @@ class GibbsSamples:
     q = x^a . x^b / N of independent chain pairs in the same network, ``q_mean`` .. ``q2_sem`` over networks;
     ``q_hist`` (K, n_bins) the density of q (average over networks of each network's normalised histogram)
     on ``q_edges`` (n_bins + 1,). ``acceptance`` (n_networks, K) during measurement, ``step`` (n_networks, K)
-    the frozen proposal size delta.
+    the frozen proposal size delta; ``sweeps`` = (n_burn, n_measure) per beta.
     """
 
     betas: np.ndarray
