@@ -252,6 +252,10 @@ def test_relu_like_covariance_with_infinite_second_derivative():
     assert r.q > 0 and r.stable
     ph = model.phase(k_max=2)
     assert ph.label != "RS" and ph.talagrand_convex is None and ph.energies[1] > ph.energies[0]
+    tab = model.tabulated(401)                                   # Hermite interpolant, for slow callables
+    assert tab.xi_second_at_one() == math.inf
+    assert tab.rs(3.0).free_energy == pytest.approx(model.rs(3.0).free_energy, abs=1e-10)
+    assert tab.ground_state(2).energy == pytest.approx(model.ground_state(2).energy, abs=1e-7)
 
 
 def test_bad_input_raises_parameter_error(three):
