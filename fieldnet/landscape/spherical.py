@@ -53,14 +53,33 @@ int_0^1 xi''(q) (int_0^q alpha) dq: it equals "int xi''(q) alpha(q) q dq" only f
 starting at q = 0); the form above is the one the large-beta k-RSB numerics confirm
 (tests/test_landscape_spherical.py). k steps: alpha = 0 on [0, q_0), a_i on [q_{i-1}, q_i), q_k = 1, so
 
-    -2 u_GS = min [ xi'(1) Lambda_k + sum_i a_i (xi(q_i) - xi(q_{i-1})) + q_0/Lambda_0 + sum_i (1/a_i) ln(Lambda_{i-1}/Lambda_i) ],
+    -2 u_GS = min [ xi'(1) Lambda_k + sum_i a_i (xi(q_i) - xi(q_{i-1}))
+                    + q_0/Lambda_0 + sum_i (1/a_i) ln(Lambda_{i-1}/Lambda_i) ],
 
 Lambda_{i-1} = Lambda_i + a_i (q_i - q_{i-1}): the finite-beta formula with m -> a, lambda -> Lambda and the
 top plateau replaced by xi'(1) Lambda_k. RS (k = 0): u_GS = -sqrt(xi'(1)), exact iff xi''(1) <= xi'(1).
 
+The brief's literal reading "- int_0^1 xi''(q) alpha(q) q dq" with alpha the step function is NOT equivalent for
+q_0 > 0 or several steps, and is unbounded below for xi = q^2/2 + 0.1 q^4 (alpha -> inf on [0.8, 1)).
+
+Numerics. k-step optima are found by bounded truncated Newton (scipy TNC) with the exact gradients above, in
+log-variables 1 - q_i = exp(-sum_{j<=i} t_j), m_i = exp(-sum_{j>=i} w_j) (T = 0: alpha_i = exp(sum_{j<=i} v_j),
+Lambda_k = e^l), which keep the order constraints as boxes and resolve q -> 1, m -> 0 at low temperature. Starts:
+every split of a plateau of the (k-1)-step optimum (one of them exactly degenerate, so the k-step result is never
+worse than k-1) plus a few seeded random points. The energy at finite beta comes from the optimal parameters
+(error ~ 1e-8); at T = 0 it is the optimal value itself (~ 1e-12). Results are cached per model instance.
+Checks (tests/test_landscape_spherical.py): the 1RSB T = 0 energy of pure p = 3, 4 equals the zero of the
+Kac-Rice complexity of Auffinger, Ben Arous & Cerny (arXiv:1003.1129) to 1e-9 (-1.656998 for xi = q^3, i.e.
+-1.171675 for xi = q^3/2); k-RSB at beta = 200..800 extrapolates to the T = 0 k-step optimum with
+u(beta) = u_GS + 1/(2 beta) + O(beta^-2).
+
 Phase diagnostics: :meth:`SphericalModel.phase` compares k-RSB optima for k = 0..k_max. Talagrand's
 criterion as recalled (Talagrand 2006; not re-derived here, informational only): if xi''(q)^{-1/2} is convex on
-(0, 1], the Parisi measure is at most 1RSB.
+(0, 1], the Parisi measure is at most 1RSB. Example: xi = q^2/2 + c q^4 is FRSB at T = 0 for small c (c = 0.1:
+k-RSB energies keep rising, levels spread) and 1RSB for large c (c = 10: one step at q_0 = 0); xi''^{-1/2} is
+concave on q < 1/sqrt(24 c).
+
+The RS root search assumes xi'(q) <= xi'(1) on [0, 1] (true for non-negative coefficients).
 """
 
 from __future__ import annotations
@@ -400,8 +419,10 @@ class SphericalModel:
         return RSSolution(beta, float(q), P, u, P + beta * u, replicon, replicon >= -_AT_TOL)
 
     def at_beta(self, beta_min=1e-2, beta_max=1e4):
-        """Smallest beta (cooling) at which the RS branch is AT-unstable (replicon < 0); math.inf if it stays stable
-        on [beta_min, beta_max] and xi''(1) <= xi'(1) (stable down to T = 0). Grid scan + bisection (rtol 1e-10).
+        """Smallest beta (cooling) at which the RS branch is AT-unstable (replicon < -1e-9); math.inf if it stays
+        stable on [beta_min, beta_max] and xi''(1) <= xi'(1) (stable down to T = 0); beta_min if already unstable
+        there. Grid scan (241 log-spaced points) + bisection (rtol 1e-10); DivergenceError if stable up to beta_max
+        although xi''(1) > xi'(1).
         The AT line is local: a discontinuous (1RSB) transition, e.g. pure p >= 3, comes first; see phase()."""
         betas = np.geomspace(beta_min, beta_max, 241)
         prev = None
