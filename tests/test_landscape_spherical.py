@@ -8,8 +8,11 @@ Reference values and where they come from:
   (CPAM 66, 165 (2013), arXiv:1003.1129, Theorem 2.8 with xi = q^p) is computed below independently of the replica
   functional; E_0(p = 3) = -1.657 and E_inf = -2 sqrt(2/3) are the values quoted there and in Crisanti & Sommers
   (Z. Phys. B 87, 341 (1992)). These are for variance N q^p; for xi = q^p / 2 all energies scale by 1/sqrt(2).
-* T = 0 for small beta-independent checks: the T = 0 functional is tested against large-beta k-RSB (u = u_GS + T/2
-  + O(T^2), equipartition over the N - 1 harmonic directions of the sphere at a minimum).
+* the T = 0 functional (derived in the module docstring) is tested against large-beta k-RSB of the finite-beta
+  Crisanti-Sommers functional: u(beta) = u_GS + T/2 + O(T^2) (equipartition over the N - 1 harmonic directions of
+  the sphere at a minimum).
+* FRSB example xi = q^2/2 + 0.1 q^4 (the numbers -1.1740043 (k=1) and -1.1739926 (k=3) are this module's own, kept as
+  regression values; the physics checks are that each level raises u_GS and the levels spread).
 """
 
 import math
