@@ -112,6 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "[l, a1, a3, a2, a4]")
     p.add_argument("--out", required=True, help="OUT.npz with float64 K0, K1 (L+1, N, N) and V (L+1, N, N, N, N)")
     _add_recurrent_parser(sub)
+    _add_landscape_parser(sub)
     return parser
 
 
@@ -317,6 +318,60 @@ def _cmd_recurrent(args):
 
 
 COMMANDS["recurrent"] = _cmd_recurrent
+
+
+# ---------------------------------------------------------------- fieldnet landscape (THEORY.md section 8)
+
+def _add_landscape_parser(sub):
+    p = sub.add_parser("landscape", help="replica theory of a random MLP as a Hamiltonian over its inputs on the sphere")
+    p.add_argument("--activation", required=True, help="tanh, relu, sin, erf, linear, 'x*erf(x)', ...")
+    p.add_argument("--depth", type=int, required=True, help="number of hidden layers L")
+    p.add_argument("--weight-var", type=float, required=True, help="C_W (hidden layers; also the readout's C_v)")
+    p.add_argument("--bias-var", type=float, default=0.0, help="C_b (default 0)")
+    p.add_argument("--alpha", type=_numbers, default=None,
+                   help="hidden widths N_l = alpha N (one value or one per layer); default: the alpha -> infinity limit")
+    p.add_argument("--beta", type=float, default=None, help="inverse temperature for the RS overlap, energy and entropy")
+    p.add_argument("--json", action="store_true", help="print one JSON object (infinite values: null)")
+    p.add_argument("--plot", default=None, help="FILE.png: the entropy s(u) against the energy u (needs matplotlib)")
+
+
+def _cmd_landscape(args):
+    import json
+
+    from fieldnet.landscape.summary import landscape_summary
+
+    if args.plot is not None:
+        if not Path(args.plot).parent.exists():
+            raise CliError(f"--plot: folder {Path(args.plot).parent} does not exist")
+        from fieldnet.analysis.plots import require_matplotlib
+
+        try:
+            require_matplotlib()
+        except FieldnetError as exc:
+            raise CliError(f"--{exc}") from None
+    alpha = args.alpha
+    if isinstance(alpha, (list, tuple)) and len(alpha) == 1:
+        alpha = alpha[0]
+    out = landscape_summary(args.activation, args.depth, args.weight_var, args.bias_var, alpha=alpha, beta=args.beta)
+    if args.json:
+        print(json.dumps(out))
+    else:
+        where = "alpha -> infinity" if alpha is None else f"alpha = {alpha}"
+        print(f"landscape of H(x) = sqrt(N) f(x), x on the sphere |x|^2 = N: {out['network']}, {where}")
+        for key, value in out.items():
+            if key in ("network", "alpha"):
+                continue
+            text = f"{value:.10g}" if isinstance(value, float) else str(value)
+            print(f"  {key:<34}= {text}")
+    if args.plot is not None:
+        from fieldnet.landscape.plots import entropy_figure
+
+        entropy_figure(args.activation, args.depth, args.weight_var, args.bias_var, alpha=alpha, path=args.plot)
+        print(f"wrote {args.plot}", file=sys.stderr if args.json else sys.stdout)
+
+
+COMMANDS["landscape"] = _cmd_landscape
+_FLAG_NAMES.update({"alpha": "--alpha", "beta": "--beta"})
 _FLAG_NAMES.update({"steps": "--steps", "input_var": "--input-var", "input_mode": "--input-mode",
                     "architecture": "--architecture"})
 
