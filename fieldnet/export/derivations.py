@@ -27,6 +27,9 @@ def derivation_documents() -> dict:
     for name in RECURRENT_ACTIVATIONS:
         docs[f"recurrent_{name or 'generic'}.tex"] = recurrent_latex_document(name)
     docs["recurrent_deep_generic.tex"] = recurrent_latex_document(None, architecture="deep")
+    from fieldnet.landscape.replica import landscape_latex_document
+
+    docs["landscape_replica_generic.tex"] = landscape_latex_document(2)
     return docs
 
 
