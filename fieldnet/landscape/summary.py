@@ -31,7 +31,8 @@ def spherical_summary(cov: NetworkCovariance, beta=None, k_max: int = K_MAX) -> 
     if cov.activation.builtin not in ("linear", "relu", "sin", "erf", "abs", "leaky_relu", "step", "cos"):
         model = model.tabulated(201)   # quadrature-based xi (tanh, ...): tabulate once, optimise on the spline
     phase = model.phase(None, k_max=k_max)
-    best = min(range(len(phase.energies)), key=lambda k: -phase.energies[k])   # the highest u: the Parisi optimum
+    top = max(phase.energies)     # the Parisi optimum is the highest u; report the fewest RSB steps that reach it
+    best = min(k for k, e in enumerate(phase.energies) if e >= top - 1e-7)
     out = {"alpha": None, "network": cov.name,
            "xi": ones["xi"], "xi_prime": ones["xi_prime"], "xi_second": _finite(ones["xi_second"]),
            "xi_offset": ones["offset"],
