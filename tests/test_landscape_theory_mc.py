@@ -23,20 +23,32 @@ BETAS = np.linspace(0.0, 1.0, 5)
 SIGMAS = 5.0
 
 
+CASES = [("tanh", 1, 1.0), ("tanh", 2, 1.0), ("relu", 1, 2.0), ("relu", 2, 2.0)]
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("act, depth, cw", [("tanh", 1, 1.0), ("tanh", 2, 1.0), ("relu", 1, 2.0), ("relu", 2, 2.0)])
-def test_ground_state_and_entropy_curve_agree_with_monte_carlo(act, depth, cw):
-    scan = landscape_width_scan((16, 32), ALPHA, depth, act, C_W=cw, C_b=0.0, n_networks=40, n_starts=20,
-                                betas=BETAS, seed=11, gibbs=dict(n_burn=600, n_measure=1200))
+@pytest.mark.parametrize("act, depth, cw", CASES)
+def test_energy_and_entropy_curve_agree_with_monte_carlo(act, depth, cw):
+    scan = landscape_width_scan((16, 32), ALPHA, depth, act, C_W=cw, C_b=0.0, n_networks=40 if act == "tanh" else 100,
+                                betas=BETAS, seed=11,
+                                ground_state=False, gibbs=dict(n_burn=600, n_measure=1200))
     land = FiniteAlphaLandscape(act, depth, cw, 0.0, ALPHA, nodes=32)
     sols = [land.rs(b) for b in BETAS[1:]]
     assert all(s.stable for s in sols)
-    u_th = np.array([s.energy for s in sols])
-    s_th = np.array([s.entropy for s in sols])
-    for fit, theory in ((scan.u_fit, u_th), (scan.s_fit, s_th)):
-        z = np.abs(fit.intercept[1:] - theory) / fit.intercept_se[1:]
+    for fit, theory in ((scan.u_fit, [s.energy for s in sols]), (scan.s_fit, [s.entropy for s in sols])):
+        z = np.abs(fit.intercept[1:] - np.array(theory)) / fit.intercept_se[1:]
         assert np.all(z < SIGMAS), (fit.intercept[1:], theory, z)
+        assert np.all(fit.intercept_se[1:] < 0.05)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("act, depth, cw", CASES)
+def test_ground_state_energy_agrees_with_monte_carlo(act, depth, cw):
+    # relu's ground state scatters more from network to network: more networks for the same resolution
+    scan = landscape_width_scan((16, 32), ALPHA, depth, act, C_W=cw, C_b=0.0, n_networks=60 if act == "tanh" else 160,
+                                n_starts=20, seed=12)
     if act == "tanh":
+        land = FiniteAlphaLandscape(act, depth, cw, 0.0, ALPHA, nodes=32)
         gs = ground_state_rs(land, betas=(4.0, 8.0, 12.0, 16.0))
         assert gs.replicons[-1] > 0
         expected, unc = gs.energy, gs.uncertainty
