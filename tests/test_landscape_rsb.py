@@ -87,11 +87,12 @@ def test_grid_table_agrees_with_hermite_where_both_converge():
     x, w = hermite_rule(24)
     c0, c1, v, qh = 0.9, 1.3, 0.6, 0.05
     gh = R.LayerTable(tm, c0, c1, v, 0.0, qh, qh, ((x, w), (x, w)))
-    grid = R.GridTable(tm, c0, c1, v, 0.0, qh, 16, 0.04)
-    for m in (0.3, 0.9):
-        a, b = gh.averages(m), grid.averages(m)
-        for key in a:
-            assert b[key] == pytest.approx(a[key], abs=1e-7), key
+    for ny in (16, None):                            # Gauss–Hermite or trapezoid in y0
+        grid = R.GridTable(tm, c0, c1, v, 0.0, qh, ny, 0.04)
+        for m in (0.3, 0.9):
+            a, b = gh.averages(m), grid.averages(m)
+            for key in a:
+                assert b[key] == pytest.approx(a[key], abs=1e-7), key
 
 
 def test_derivatives_of_the_layer_term_in_the_covariances():
@@ -208,7 +209,7 @@ def test_large_alpha_matches_the_spherical_1rsb():
     assert rs.replicon < 0
     sph = land.spherical_model()
     ref, ref_rs = sph.parisi(BETA, 1), sph.rs(BETA)
-    s = R.rsb1(land, BETA, start=rs, grid_nodes=16, grid_step=0.1)
+    s = R.rsb1(land, BETA, start=rs, grid_step=0.1, grid_nodes=16)
     # finite-alpha corrections are O(1/alpha) = 1e-4 (RS: |P - P_sph| = 5e-5 here)
     assert s.q1 == pytest.approx(ref.q[1], abs=5e-4)
     assert s.q0 == pytest.approx(ref.q[0], abs=5e-4)

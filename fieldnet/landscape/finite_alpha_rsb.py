@@ -26,25 +26,43 @@ strictly decreasing equation in lam on (0, 1] (solved by brentq). For g1 = g0 th
 condition q / (1 - q)^2 = 2 alpha_1 C_W GC1 of finite_alpha.
 
 **How m is fixed.** The inner integrals (the expensive part) do not depend on m: for each layer we tabulate
-ln Z and the tilted moments on the tensor Gauss–Hermite grid once per sweep (the kernel below reuses
+ln Z and the tilted moments on the layer's quadrature grid once per sweep (the kernel below reuses
 tilted's generated ``inner``), and then G_l(m), all the layer averages and the exact m-derivatives
 dG/dm = (1/m) E_0 [E_1 w ln Z - (1/m) ln E_1 Z^m] and d^2G/dm^2 are cheap numpy sums over the table. Each sweep
 therefore solves dP/dm = 0 at fixed other order parameters (safeguarded Newton, bracketed in (0, 1]) with
 no extra quadrature; at the joint fixed point this is the stationarity of P in m (envelope theorem: the
 total derivative of P along the saddle equals this partial). Finite differences of P in m would cost two
-extra tables per layer and per sweep and are noisier. The extremum picked is the one continued from m = 1/2
-on the first sweep; tests compare it with the alpha -> infinity spherical 1RSB optimum (the infimum of the
-Crisanti–Sommers functional), and P_1RSB < P_RS where RSB occurs.
+extra tables per layer and per sweep. The root is the one Newton reaches from the current m (m = 1/2 at the
+start). It is the right extremum: the free energy of the fixed-m saddles (``rsb1(..., m=...)``) is minimal at
+the returned m (a test), as the Crisanti–Sommers functional's optimum is its infimum over Parisi measures, the
+alpha -> infinity result agrees with the spherical 1RSB optimum, and P_1RSB < P_RS where RSB occurs. A
+converged m = 1 is the RS saddle (the action does not depend on q1 there) and is reported as a collapse.
 
-**Tables.** The top layer has qh1 = qh0 (the field h has no block part), so its table is n^3 instead of n^4;
-likewise a layer whose input has c1 = c0. Depth 1 thus costs n^3 inner integrals per sweep.
+**Quadrature.** Layers with qh1 != qh0 (every layer below the top) use a tensor Gauss–Hermite table over
+(zeta0, y0, zeta1, y1), ``nodes`` per dimension (n^4 inner integrals; a pair (n0, n1) gives the two levels
+different counts). The top layer always has qh1 = qh0 (h has no block part) and uses :class:`GridTable`: a
+uniform grid in the centre mu (step ``grid_step``, |mu| <= 7 sqrt(c1)) times a trapezoid rule in y0
+(:func:`y_rule`, step min(0.5, 1/sqrt(2 qh0)) on |y0| <= 8; ``grid_nodes`` = n switches to n Gauss–Hermite
+nodes), both Gaussian mu-averages being normalised discrete kernels on the grid. This matters: at low alpha the
+tilt h = sqrt(2 qh) y is large (qh = beta^2 C_v / (2 alpha) = 9 for sin, C_W = 2, beta = 3, alpha = 1) and
+ln Z(mu) has near-kinks where the maximiser of the eta-integrand switches branch, which Gauss–Hermite in zeta
+resolves badly: E_zeta ln Z(zeta, h = 5) has error 1e-2 at 16 nodes and 4e-4 at 48, and the 1RSB solution at
+alpha = 4 moved by 0.02 in q0 and 0.04 in m between 12 and 32 Gauss–Hermite nodes, while on the grid it is
+converged to 1e-6 (24 vs 28 y0-nodes, mu-step 0.04 vs 0.02). At alpha = 1 the y0 integral limits too (ln Z
+is |h|-like): 24 vs 28 Gauss–Hermite y0-nodes moved q0 by 6e-4, hence the trapezoid default. The same error
+is in the RS free energy of :meth:`FiniteAlphaLandscape.rs` (40 Gauss–Hermite nodes): 4e-4 at alpha = 4,
+8e-5 at alpha = 20, 5e-7 at alpha = 100 for that example, so compare P_1RSB with P_RS evaluated by
+:meth:`RSB1Solver.action` at the RS point with the same rule. Depth 1 costs (14 sqrt(c1) / grid_step) times
+the number of y0-nodes inner integrals per sweep (~1e4, 0.3-1 s on one core).
 
 **Iteration.** Starting from the RS solution ``landscape.rs(beta)`` with the within-state overlaps pushed
-up (q1 = q0 + ``split`` (1 - q0)), one sweep is forward (Gauss–Seidel through the layers), backward, input
-and m; the sweep map is iterated with Anderson mixing (memory 5) safeguarded by damped steps. If q1 - q0 falls
-below ``COLLAPSE`` the 1RSB branch has collapsed onto RS: the RS solution is returned in RSB1Layers form
-(q1 = q0 exactly, m = 1; :func:`is_replica_symmetric`). Then u = -beta C_v (d_L - (1 - m) q1_L - m q0_L) and
-s = P + beta u.
+up (q1 = q0 + ``split`` (1 - q0) for the input and every layer, conjugates at their RS values, m = 1/2), one
+sweep is forward (Gauss–Seidel through the layers), backward, input and m; the sweep map is iterated with
+Anderson mixing (memory 5, mixing 1 - ``damping``), falling back to the plain sweep when an extrapolation leaves
+the physical region. If q1 - q0 falls below ``COLLAPSE`` (input and every layer) the 1RSB branch has collapsed
+onto RS: the RS solution is returned in RSB1Layers form (q1 = q0 exactly, m = 1; :func:`is_replica_symmetric`).
+Otherwise u = -beta C_v (d_L - (1 - m) q1_L - m q0_L) and s = P + beta u; the returned RSB1Layers carries the
+conjugates as extra attributes ``dh``, ``qh1``, ``qh0`` (for continuation via ``start``).
 """
 
 from __future__ import annotations
@@ -67,7 +85,9 @@ COLLAPSE = 1e-6     # q1 - q0 below this (input and every layer): the branch has
 PANEL_R = 9.0
 GRID_SIGMAS = 7.0    # the mu-grid of GridTable spans this many standard deviations
 GRID_STEP = 0.04    # its step
-GRID_NODES = 24     # Gauss–Hermite nodes in y0 for GridTable
+GRID_NODES = None   # Gauss–Hermite nodes in y0 for GridTable (None: the trapezoid y_rule)
+H_STEP = 1.0        # y_rule: the step in h = sqrt(2 qh0) y
+Y_MAX = 8.0
 M_MIN = 1e-4        # the Parisi parameter is kept in [M_MIN, 1]
 GENERATOR_VERSION = "rsb-table-2"
 
@@ -175,9 +195,22 @@ class LayerTable:
         }
 
 
+def y_rule(scale):
+    """Trapezoid rule for E over y ~ N(0, 1) of a function of h = scale * y: uniform nodes on |y| <= Y_MAX with
+    step min(0.5, H_STEP / scale), normalised Gaussian weights. ln Z(h) is analytic but bends on a scale O(1) in h
+    (|h|-like at large tilt), where the trapezoid rule converges geometrically and Gauss–Hermite only slowly
+    (E_y ln Z(h = 4.24 y): 2.8e-6 at 48 Hermite nodes, 1e-8 with 61 trapezoid nodes)."""
+    step = min(0.5, H_STEP / scale) if scale > 0 else 0.5
+    half = int(math.ceil(Y_MAX / step))
+    y = step * np.arange(-half, half + 1, dtype=float)
+    w = np.exp(-0.5 * y * y)
+    return y, w / w.sum()
+
+
 class GridTable:
     """A layer with qh1 = qh0 (the top layer: h = sqrt(2 qh0) y0 has no block part). ln Z(mu, h) is tabulated on a
-    uniform grid in the centre mu (step ``step``, |mu| <= GRID_SIGMAS sqrt(c1)) times Gauss–Hermite nodes in y0; both
+    uniform grid in the centre mu (step ``step``, |mu| <= GRID_SIGMAS sqrt(c1)) times the nodes of :func:`y_rule`
+    in y0 (or ``ny`` Gauss–Hermite nodes); both
     Gaussian averages over mu (level 0: variance c0; level 1: variance c1 - c0 around mu0) are discrete Gaussian
     kernels on that grid, normalised to 1. ln Z(mu) has near-kinks where the maximiser of the tilted eta-integrand
     switches branch (sin at large tilt: width ~0.1 in mu), which Gauss–Hermite in zeta resolves poorly."""
@@ -191,8 +224,8 @@ class GridTable:
                                   f"c1 = {c1:.3g}, qh0 = {qh0:.3g})")
         half = max(1, int(math.ceil(GRID_SIGMAS * math.sqrt(max(c1, 0.0)) / step)))
         mu = step * np.arange(-half, half + 1, dtype=float)
-        y, wy = hermite_rule(ny)
-        out = np.empty((len(mu), ny, 1, 1, 6))
+        y, wy = hermite_rule(ny) if ny is not None else y_rule(math.sqrt(2.0 * qh0))
+        out = np.empty((len(mu), len(y), 1, 1, 6))
         module.rsb1_table(1.0, 1.0, float(v), float(a), float(qh0), float(qh0), mu, y, np.zeros(1), np.zeros(1), out)
         if not np.all(np.isfinite(out)):
             raise DivergenceError(f"layer {layer}: the tilted average E exp(h phi) diverges (variance {v:.3g})")
@@ -302,7 +335,8 @@ class RSB1Solver:
         self.rules = (outer_rule(int(n0), rule), outer_rule(int(n1), rule))
         require(grid_step is None or (isinstance(grid_step, float) and 0 < grid_step <= 0.5), "grid_step",
                 f"must be None or a float in (0, 0.5], got {grid_step!r}")
-        require(isinstance(grid_nodes, int) and grid_nodes >= 4, "grid_nodes", f"must be an integer >= 4, got {grid_nodes!r}")
+        require(grid_nodes is None or (isinstance(grid_nodes, int) and grid_nodes >= 4), "grid_nodes",
+                f"must be None or an integer >= 4, got {grid_nodes!r}")
         self.grid_step, self.grid_nodes = grid_step, grid_nodes
         self.module = _table_module(landscape.covariance.activation)
         self.L = landscape.depth
@@ -480,12 +514,17 @@ def rsb1(landscape: FiniteAlphaLandscape, beta, *, m=None, start=None, nodes=NOD
         X = solver.start(rs, split=split, m=0.5 if m is None else float(m))
     elif isinstance(start, RSB1Layers):
         rs = None
+        require(all(hasattr(start, k) for k in ("dh", "qh1", "qh0")), "start",
+                "an RSB1Layers returned by rsb1 (it carries the conjugates dh, qh1, qh0)")
         X = solver.state.pack(start.q1, start.q0, start.m if m is None else float(m), start.d, start.q1_layers,
                               start.q0_layers, start.dh, start.qh1, start.qh0)
     else:
         raise ParameterError(f"start: expected an RSLayers or RSB1Layers, got {type(start).__name__}")
     X, it, collapsed = solver.iterate(X, damping=damping, max_iter=max_iter)
-    if collapsed:
+    if not collapsed and m is None and X[2] <= 2 * M_MIN:
+        raise DivergenceError(f"beta = {solver.beta:g}: the Parisi parameter ran to its lower bound m = {X[2]:.3g}; "
+                              "no 1RSB saddle with 0 < m < 1 was found")
+    if collapsed or X[2] >= 1.0 - 1e-9:
         rs = landscape.rs(solver.beta) if rs is None else rs
         out = rs_as_rsb1(rs)
         out.iterations = it
