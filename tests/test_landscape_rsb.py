@@ -88,7 +88,7 @@ def test_grid_table_agrees_with_hermite_where_both_converge():
     c0, c1, v, qh = 0.9, 1.3, 0.6, 0.05
     gh = R.LayerTable(tm, c0, c1, v, 0.0, qh, qh, ((x, w), (x, w)))
     for ny in (16, None):                            # Gauss–Hermite or trapezoid in y0
-        grid = R.GridTable(tm, c0, c1, v, 0.0, qh, ny, 0.04)
+        grid = R.GridTable(tm, c0, c1, v, 0.0, qh, qh, ny, None, 0.04)
         for m in (0.3, 0.9):
             a, b = gh.averages(m), grid.averages(m)
             for key in a:
@@ -100,7 +100,7 @@ def test_derivatives_of_the_layer_term_in_the_covariances():
     land = FiniteAlphaLandscape("sin", 1, 2.0, 0.0, 4.0)
     tm = R._table_module(land.covariance.activation)
     m, a, qh = 0.6, 0.0, 2.0
-    G = lambda D, c1, c0: R.GridTable(tm, c0, c1, D - c1, a, qh, 16, 0.04).averages(m)
+    G = lambda D, c1, c0: R.GridTable(tm, c0, c1, D - c1, a, qh, qh, 16, None, 0.04).averages(m)
     D, c1, c0, h = 1.4, 1.1, 0.8, 1e-4
     av = G(D, c1, c0)
     assert (G(D + h, c1, c0)["G"] - G(D - h, c1, c0)["G"]) / (2 * h) == pytest.approx(av["GD"], abs=1e-6)
@@ -199,6 +199,25 @@ def test_stationarity_in_the_top_conjugates_split():
     h = 1e-7                                         # one-sided: the O(h) term is 0.8 h alpha here
     assert (solver.action(X + h * np.eye(len(X))[7]) - solver.action(X)) / h == pytest.approx(0, abs=1e-6)   # qh1 up
     assert (solver.action(X) - solver.action(X - h * np.eye(len(X))[8])) / h == pytest.approx(0, abs=1e-6)   # qh0 down
+
+
+@pytest.mark.slow
+def test_stationarity_of_a_two_layer_saddle():
+    """Depth 2: the backward equations of the hidden layer (dh, qh1, qh0 from GD, GC1, GC0 of the layer above) and
+    the mu-grid table with qh1 != qh0 in layer 1."""
+    land = FiniteAlphaLandscape("sin", 2, 2.0, 0.0, 20.0)
+    kw = dict(nodes=8, grid_step=0.06)
+    s = R.rsb1(land, BETA, **kw)
+    assert not R.is_replica_symmetric(s) and 0 < s.m < 1
+    solver = R.RSB1Solver(land, BETA, **kw)
+    X = _state(solver, s)
+    h = 1e-5
+    for i in range(len(X)):
+        if i in (len(X) - 4 + 1, len(X) - 1):       # the top layer's qh1, qh0 (split: see the test above)
+            continue
+        e = np.zeros_like(X)
+        e[i] = h
+        assert (solver.action(X + e) - solver.action(X - e)) / (2 * h) == pytest.approx(0, abs=1e-6), i
 
 
 # ------------------------------------------------------------------------------------------------ alpha -> infinity

@@ -38,17 +38,20 @@ the returned m (a test), as the Crisanti–Sommers functional's optimum is its i
 alpha -> infinity result agrees with the spherical 1RSB optimum, and P_1RSB < P_RS where RSB occurs. A
 converged m = 1 is the RS saddle (the action does not depend on q1 there) and is reported as a collapse.
 
-**Quadrature.** Layers with qh1 != qh0 (every layer below the top) use a tensor Gauss–Hermite table over
-(zeta0, y0, zeta1, y1), ``nodes`` per dimension (n^4 inner integrals; a pair (n0, n1) gives the two levels
-different counts). The top layer always has qh1 = qh0 (h has no block part) and uses :class:`GridTable`: a
-uniform grid in the centre mu (step ``grid_step``, |mu| <= 7 sqrt(c1)) times a trapezoid rule in y0
-(:func:`y_rule`, step min(0.5, 1/sqrt(2 qh0)) on |y0| <= 8; ``grid_nodes`` = n switches to n Gauss–Hermite
-nodes), both Gaussian mu-averages being normalised discrete kernels on the grid. This matters: at low alpha the
+**Quadrature.** By default every layer uses :class:`GridTable`: ln Z(mu, h) on a uniform grid in the centre mu
+(step ``grid_step``, |mu| <= 7 sqrt(c1)) times nodes in y0 and y1, both Gaussian mu-averages (level 0 around
+0, level 1 around mu0) being normalised discrete kernels on that grid. The top layer has qh1 = qh0 (h has no
+block part): one y1 node and a trapezoid rule in y0 (:func:`y_rule`, step min(0.5, 1/sqrt(2 qh0)) on
+|y0| <= 8; ``grid_nodes`` = n switches to n Gauss–Hermite nodes). Lower layers (qh1 != qh0) take ``nodes``
+Gauss–Hermite nodes in y0 and in y1 (an int or a pair), unless ``grid_all=False``, and ``grid_step=None`` gives
+the plain tensor Gauss–Hermite table over (zeta0, y0, zeta1, y1) everywhere (:class:`LayerTable`, n^4 inner
+integrals, the rule of :func:`fieldnet.landscape.tilted.rsb1_layer`). This matters: at low alpha the
 tilt h = sqrt(2 qh) y is large (qh = beta^2 C_v / (2 alpha) = 9 for sin, C_W = 2, beta = 3, alpha = 1) and
 ln Z(mu) has near-kinks where the maximiser of the eta-integrand switches branch, which Gauss–Hermite in zeta
 resolves badly: E_zeta ln Z(zeta, h = 5) has error 1e-2 at 16 nodes and 4e-4 at 48, and the 1RSB solution at
 alpha = 4 moved by 0.02 in q0 and 0.04 in m between 12 and 32 Gauss–Hermite nodes, while on the grid it is
-converged to 1e-6 (24 vs 28 y0-nodes, mu-step 0.04 vs 0.02). At alpha = 1 the y0 integral limits too (ln Z
+converged to 1e-6 (24 vs 28 y0-nodes, mu-step 0.04 vs 0.02); for depth 2 (alpha = 20) Gauss–Hermite tables
+left dP/dq1 = 5e-3 at the solution (m off by 3e-3), the grid 5e-9. At alpha = 1 the y0 integral limits too (ln Z
 is |h|-like): 24 vs 28 Gauss–Hermite y0-nodes moved q0 by 6e-4, hence the trapezoid default. The same error
 is in the RS free energy of :meth:`FiniteAlphaLandscape.rs` (40 Gauss–Hermite nodes): 4e-4 at alpha = 4,
 8e-5 at alpha = 20, 5e-7 at alpha = 100 for that example, so compare P_1RSB with P_RS evaluated by
@@ -208,29 +211,35 @@ def y_rule(scale):
 
 
 class GridTable:
-    """A layer with qh1 = qh0 (the top layer: h = sqrt(2 qh0) y0 has no block part). ln Z(mu, h) is tabulated on a
-    uniform grid in the centre mu (step ``step``, |mu| <= GRID_SIGMAS sqrt(c1)) times the nodes of :func:`y_rule`
-    in y0 (or ``ny`` Gauss–Hermite nodes); both
-    Gaussian averages over mu (level 0: variance c0; level 1: variance c1 - c0 around mu0) are discrete Gaussian
-    kernels on that grid, normalised to 1. ln Z(mu) has near-kinks where the maximiser of the tilted eta-integrand
-    switches branch (sin at large tilt: width ~0.1 in mu), which Gauss–Hermite in zeta resolves poorly."""
+    """ln Z(mu, h) tabulated on a uniform grid in the centre mu (step ``step``, |mu| <= GRID_SIGMAS sqrt(c1)) times
+    nodes in y0 and y1 (h = sqrt(2 qh0) y0 + sqrt(2 (qh1 - qh0)) y1; y1 has one node when qh1 = qh0, as in the top
+    layer). Both Gaussian averages over mu (level 0: variance c0; level 1: variance c1 - c0 around mu0) are
+    discrete Gaussian kernels on that grid, normalised to 1. ``ny0``, ``ny1``: Gauss–Hermite node counts, or
+    None for the trapezoid :func:`y_rule`. ln Z(mu) has near-kinks where the maximiser of the tilted
+    eta-integrand switches branch (sin at large tilt: width ~0.1 in mu), which Gauss–Hermite in zeta resolves
+    poorly."""
 
-    def __init__(self, module, c0, c1, v, a, qh0, ny, step, layer=0):
+    def __init__(self, module, c0, c1, v, a, qh0, qh1, ny0, ny1, step, layer=0):
         if not v > 0:
             raise DivergenceError(f"layer {layer}: the within-state overlap reached the self-overlap (v = {v:.3g}); "
                                   "the 1RSB saddle is degenerate here")
-        if not (qh0 >= 0 and c0 >= 0 and c1 >= c0 - 1e-14):
+        if not (qh0 >= 0 and qh1 >= qh0 - 1e-14 and c0 >= 0 and c1 >= c0 - 1e-14):
             raise DivergenceError(f"layer {layer}: order parameters left the physical region (c0 = {c0:.3g}, "
-                                  f"c1 = {c1:.3g}, qh0 = {qh0:.3g})")
+                                  f"c1 = {c1:.3g}, qh0 = {qh0:.3g}, qh1 = {qh1:.3g})")
         half = max(1, int(math.ceil(GRID_SIGMAS * math.sqrt(max(c1, 0.0)) / step)))
         mu = step * np.arange(-half, half + 1, dtype=float)
-        y, wy = hermite_rule(ny) if ny is not None else y_rule(math.sqrt(2.0 * qh0))
-        out = np.empty((len(mu), len(y), 1, 1, 6))
-        module.rsb1_table(1.0, 1.0, float(v), float(a), float(qh0), float(qh0), mu, y, np.zeros(1), np.zeros(1), out)
+        y0, w0 = hermite_rule(ny0) if ny0 is not None else y_rule(math.sqrt(2.0 * qh0))
+        if qh1 > qh0:
+            y1, w1 = hermite_rule(ny1) if ny1 is not None else y_rule(math.sqrt(2.0 * (qh1 - qh0)))
+        else:
+            y1, w1 = np.zeros(1), np.ones(1)
+        out = np.empty((len(mu), len(y0), 1, len(y1), 6))
+        module.rsb1_table(1.0, 1.0, float(v), float(a), float(qh0), float(max(qh1, qh0)), mu, y0, np.zeros(1), y1, out)
         if not np.all(np.isfinite(out)):
-            raise DivergenceError(f"layer {layer}: the tilted average E exp(h phi) diverges (variance {v:.3g})")
-        self.t = out[:, :, 0, 0, :]
-        self.v, self.sig, self.wy = v, math.sqrt(v), wy
+            raise DivergenceError(f"layer {layer}: the tilted average E exp(a phi^2 + h phi) diverges "
+                                  f"(a = {a:.3g} times the variance {v:.3g}); beta or 1/alpha too large")
+        self.t = out[:, :, 0, :, :]                      # (mu, y0, y1, 6)
+        self.v, self.sig, self.wy, self.wl = v, math.sqrt(v), w0, w1
         self.w0 = self._kernel(mu, 0.0, c0, step)[0]
         self.k1 = self._kernel(mu, mu, max(c1 - c0, 0.0), step)
 
@@ -245,14 +254,15 @@ class GridTable:
         return k / k.sum(axis=1, keepdims=True)
 
     def averages(self, m):
-        t, v, k1 = self.t, self.v, self.k1
-        lz = t[..., 0]                                   # (grid, y)
+        t, v, k1, wl = self.t, self.v, self.k1, self.wl
+        lz = t[..., 0]                                   # (mu, y0, y1)
         A = m * lz
-        top = A.max(axis=0, keepdims=True)
+        top = A.max(axis=(0, 2), keepdims=True)
         e = np.exp(A - top)
-        norm = k1 @ e                                    # E_1 Z^m e^-top at each (mu0, y)
-        lnE = top + np.log(norm)
-        E1 = lambda f: (k1 @ (e * f)) / norm
+        S = lambda f: k1 @ (f @ wl)                      # level-1 sum: y1 nodes, then the mu-kernel
+        norm = S(e)                                      # E_1 Z^m e^-top at each (mu0, y0)
+        lnE = top[:, :, 0] + np.log(norm)
+        E1 = lambda f: S(e * f) / norm
         W = self.w0[:, None] * self.wy[None, :]
         E0 = lambda f: float((W * f).sum())
         mlz = E1(lz)
@@ -325,7 +335,7 @@ class RSB1Solver:
     """The 1RSB equations of one landscape at one beta (module docstring); used by :func:`rsb1`."""
 
     def __init__(self, landscape: FiniteAlphaLandscape, beta, nodes=NODES_1RSB, rule="hermite", grid_step=GRID_STEP,
-                 grid_nodes=GRID_NODES):
+                 grid_nodes=GRID_NODES, grid_all=True):
         self.ls = landscape
         self.beta = _beta(beta)
         n0, n1 = (nodes, nodes) if isinstance(nodes, (int, np.integer)) else tuple(nodes)
@@ -337,7 +347,7 @@ class RSB1Solver:
                 f"must be None or a float in (0, 0.5], got {grid_step!r}")
         require(grid_nodes is None or (isinstance(grid_nodes, int) and grid_nodes >= 4), "grid_nodes",
                 f"must be None or an integer >= 4, got {grid_nodes!r}")
-        self.grid_step, self.grid_nodes = grid_step, grid_nodes
+        self.grid_step, self.grid_nodes, self.grid_all = grid_step, grid_nodes, bool(grid_all)
         self.module = _table_module(landscape.covariance.activation)
         self.L = landscape.depth
         self.top = self.beta ** 2 * landscape.cv / (2.0 * landscape.alpha[-1])
@@ -347,7 +357,9 @@ class RSB1Solver:
     def table(self, l, c0, c1, v, a, qh0, qh1):
         """Layer l's table: GridTable when qh1 = qh0 (and grid_step is set), else the Gauss–Hermite LayerTable."""
         if self.grid_step is not None and qh1 == qh0:
-            return GridTable(self.module, c0, c1, v, a, qh0, self.grid_nodes, self.grid_step, l + 1)
+            return GridTable(self.module, c0, c1, v, a, qh0, qh1, self.grid_nodes, None, self.grid_step, l + 1)
+        if self.grid_step is not None and self.grid_all:
+            return GridTable(self.module, c0, c1, v, a, qh0, qh1, self.nodes[0], self.nodes[1], self.grid_step, l + 1)
         return LayerTable(self.module, c0, c1, v, a, qh0, qh1, self.rules, l + 1)
 
     def tables(self, q1, q0, d, q1l, q0l, dh, qh1, qh0):
@@ -496,7 +508,8 @@ def is_replica_symmetric(solution: RSB1Layers) -> bool:
 
 
 def rsb1(landscape: FiniteAlphaLandscape, beta, *, m=None, start=None, nodes=NODES_1RSB, grid_step=GRID_STEP,
-         grid_nodes=GRID_NODES, rule="hermite", split=0.3, damping=0.3, max_iter=MAX_ITER) -> RSB1Layers:
+         grid_nodes=GRID_NODES, grid_all=True, rule="hermite", split=0.3, damping=0.3,
+         max_iter=MAX_ITER) -> RSB1Layers:
     """The one-step RSB saddle point of ``landscape`` at inverse temperature ``beta`` (module docstring).
 
     ``m``: fix the Parisi parameter instead of making P stationary in it. ``start``: an RSLayers (default
@@ -504,7 +517,7 @@ def rsb1(landscape: FiniteAlphaLandscape, beta, *, m=None, start=None, nodes=NOD
     of the two levels. Returns an RSB1Layers; if the branch collapses onto RS (q1 - q0 < COLLAPSE), the RS saddle
     in that form (:func:`is_replica_symmetric` is then True). Raises DivergenceError if the sweeps do not converge.
     """
-    solver = RSB1Solver(landscape, beta, nodes, rule, grid_step, grid_nodes)
+    solver = RSB1Solver(landscape, beta, nodes, rule, grid_step, grid_nodes, grid_all)
     if m is not None:
         require(isinstance(m, (int, float)) and M_MIN <= m <= 1, "m", f"must be in [{M_MIN}, 1], got {m!r}")
         fixed_m = float(m)
