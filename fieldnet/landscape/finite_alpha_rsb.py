@@ -85,7 +85,6 @@ from fieldnet.symbolic.activations import get_activation
 TOL = 1e-9          # convergence: max change of any order parameter over a sweep
 MAX_ITER = 400
 COLLAPSE = 1e-6     # q1 - q0 below this (input and every layer): the branch has collapsed onto RS
-PANEL_R = 9.0
 GRID_SIGMAS = 7.0    # the mu-grid of GridTable spans this many standard deviations
 GRID_STEP = 0.04    # its step
 GRID_NODES = None   # Gauss–Hermite nodes in y0 for GridTable (None: the trapezoid y_rule)
@@ -124,21 +123,6 @@ def rsb1_table(c0, c1, v, a, qh0, qh1, z0, y0, z1, y1, out):
 
 
 @lru_cache(maxsize=32)
-def outer_rule(n: int, kind: str = "hermite"):
-    """(nodes, weights) for E over N(0, 1): Gauss–Hermite, or ``"panels"``: n/4 panels of 4-point Gauss–Legendre
-    on [-PANEL_R, PANEL_R] with the normal density folded into the weights (robust for the non-polynomial,
-    exponentially tilted integrands of low alpha)."""
-    if kind == "hermite":
-        return hermite_rule(n)
-    require(kind == "panels" and n % 4 == 0, "rule", f"'hermite' or 'panels' (n a multiple of 4), got {kind!r}, {n}")
-    gx, gw = np.polynomial.legendre.leggauss(4)
-    edges = np.linspace(-PANEL_R, PANEL_R, n // 4 + 1)
-    half, mid = np.diff(edges) / 2.0, (edges[1:] + edges[:-1]) / 2.0
-    x = (mid[:, None] + half[:, None] * gx[None, :]).ravel()
-    w = (half[:, None] * gw[None, :]).ravel() * np.exp(-0.5 * x * x) / math.sqrt(2.0 * math.pi)
-    return x, w
-
-
 @lru_cache(maxsize=32)
 def _table_module(activation):
     act = get_activation(activation)
@@ -334,15 +318,18 @@ class _State:
 class RSB1Solver:
     """The 1RSB equations of one landscape at one beta (module docstring); used by :func:`rsb1`."""
 
-    def __init__(self, landscape: FiniteAlphaLandscape, beta, nodes=NODES_1RSB, rule="hermite", grid_step=GRID_STEP,
+    def __init__(self, landscape: FiniteAlphaLandscape, beta, nodes=NODES_1RSB, grid_step=GRID_STEP,
                  grid_nodes=GRID_NODES, grid_all=True):
         self.ls = landscape
         self.beta = _beta(beta)
-        n0, n1 = (nodes, nodes) if isinstance(nodes, (int, np.integer)) else tuple(nodes)
+        try:
+            n0, n1 = (nodes, nodes) if isinstance(nodes, (int, np.integer)) else tuple(nodes)
+        except (TypeError, ValueError):
+            raise ParameterError(f"nodes: an integer >= 4 or a pair of them, got {nodes!r}") from None
         require(all(isinstance(n, (int, np.integer)) and n >= 4 for n in (n0, n1)), "nodes",
                 f"must be an integer >= 4 or a pair of them (level 0, level 1), got {nodes!r}")
         self.nodes = (int(n0), int(n1))
-        self.rules = (outer_rule(int(n0), rule), outer_rule(int(n1), rule))
+        self.rules = (hermite_rule(int(n0)), hermite_rule(int(n1)))
         require(grid_step is None or (isinstance(grid_step, float) and 0 < grid_step <= 0.5), "grid_step",
                 f"must be None or a float in (0, 0.5], got {grid_step!r}")
         require(grid_nodes is None or (isinstance(grid_nodes, int) and grid_nodes >= 4), "grid_nodes",
@@ -508,7 +495,7 @@ def is_replica_symmetric(solution: RSB1Layers) -> bool:
 
 
 def rsb1(landscape: FiniteAlphaLandscape, beta, *, m=None, start=None, nodes=NODES_1RSB, grid_step=GRID_STEP,
-         grid_nodes=GRID_NODES, grid_all=True, rule="hermite", split=0.3, damping=0.3,
+         grid_nodes=GRID_NODES, grid_all=True, split=0.3, damping=0.3,
          max_iter=MAX_ITER) -> RSB1Layers:
     """The one-step RSB saddle point of ``landscape`` at inverse temperature ``beta`` (module docstring).
 
@@ -517,7 +504,7 @@ def rsb1(landscape: FiniteAlphaLandscape, beta, *, m=None, start=None, nodes=NOD
     of the two levels. Returns an RSB1Layers; if the branch collapses onto RS (q1 - q0 < COLLAPSE), the RS saddle
     in that form (:func:`is_replica_symmetric` is then True). Raises DivergenceError if the sweeps do not converge.
     """
-    solver = RSB1Solver(landscape, beta, nodes, rule, grid_step, grid_nodes, grid_all)
+    solver = RSB1Solver(landscape, beta, nodes, grid_step, grid_nodes, grid_all)
     if m is not None:
         require(isinstance(m, (int, float)) and M_MIN <= m <= 1, "m", f"must be in [{M_MIN}, 1], got {m!r}")
         fixed_m = float(m)
