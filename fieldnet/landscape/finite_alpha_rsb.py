@@ -500,9 +500,14 @@ def rsb1(landscape: FiniteAlphaLandscape, beta, *, m=None, start=None, nodes=NOD
     """The one-step RSB saddle point of ``landscape`` at inverse temperature ``beta`` (module docstring).
 
     ``m``: fix the Parisi parameter instead of making P stationary in it. ``start``: an RSLayers (default
-    ``landscape.rs(beta)``) or an RSB1Layers (continuation). ``nodes``: Gauss–Hermite nodes per dimension of each
-    of the two levels. Returns an RSB1Layers; if the branch collapses onto RS (q1 - q0 < COLLAPSE), the RS saddle
-    in that form (:func:`is_replica_symmetric` is then True). Raises DivergenceError if the sweeps do not converge.
+    ``landscape.rs(beta)``) or an RSB1Layers (continuation). Quadrature (module docstring): ``grid_step`` the
+    mu-grid step (None: tensor Gauss–Hermite everywhere, ``nodes`` per dimension); ``grid_nodes`` Gauss–Hermite
+    nodes in y0 of the top layer (None: trapezoid); ``nodes`` (int or a pair for the two levels) the y0, y1 nodes of
+    the lower layers; ``grid_all=False`` keeps the lower layers on Gauss–Hermite. ``split`` the initial
+    q1 - q0 (fraction of d - q0), ``damping`` of the Anderson-mixed sweeps, ``max_iter`` sweeps at most.
+    Returns an RSB1Layers; if the branch collapses onto RS (q1 - q0 < COLLAPSE, or m -> 1), the RS saddle in that
+    form (:func:`is_replica_symmetric` is then True). Raises DivergenceError if the sweeps do not converge or m
+    runs to 0.
     """
     solver = RSB1Solver(landscape, beta, nodes, grid_step, grid_nodes, grid_all)
     if m is not None:
