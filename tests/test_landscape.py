@@ -219,3 +219,17 @@ def test_cli_landscape_plot(tmp_path, capsys):
     path = tmp_path / "s.png"
     assert main(["landscape", "--activation", "erf", "--depth", "1", "--weight-var", "1.5", "--plot", str(path)]) == 0
     assert path.stat().st_size > 1000
+
+
+@pytest.mark.slow
+def test_cli_landscape_finite_alpha_solves_1rsb_where_rs_is_unstable(capsys):
+    # sin, L = 1, C_W = 2, alpha = 4, beta = 3: RS is AT-unstable (replicon < 0) and the 1RSB saddle lowers P
+    # (tests/test_landscape_rsb.py checks the solver itself against the spherical model and finite differences)
+    from fieldnet.landscape.summary import finite_alpha_summary
+
+    cov = NetworkCovariance("sin", 1, 2.0, 0.0)
+    out = finite_alpha_summary(cov, 4.0, beta=3.0)
+    assert out["rs_replicon"] < 0 and out["phase_at_beta"] == "1RSB"
+    q1, q0 = out["rsb1_overlaps"]
+    assert q1 > q0 + 0.1 and 0 < out["rsb1_m"] < 1
+    assert out["rsb1_free_energy"] < out["rs_free_energy"] - 1e-3

@@ -70,7 +70,16 @@ def finite_alpha_summary(cov: NetworkCovariance, alpha, beta=None) -> dict:
         rs = land.rs(beta)
         out.update(beta=float(beta), rs_overlap=rs.q0, rs_energy=rs.energy, rs_entropy=rs.entropy,
                    rs_free_energy=rs.free_energy, rs_replicon=rs.replicon, rs_stable=bool(rs.stable),
-                   layer_overlaps=[float(v) for v in rs.q], layer_self_overlaps=[float(v) for v in rs.d])
+                   layer_overlaps=[float(v) for v in rs.q], layer_self_overlaps=[float(v) for v in rs.d],
+                   phase_at_beta="RS")
+        if not rs.stable:   # AT-unstable: solve the one-step RSB saddle
+            from fieldnet.landscape.finite_alpha_rsb import is_replica_symmetric, rsb1
+
+            sol = rsb1(land, beta, start=rs)
+            rsb = not is_replica_symmetric(sol)
+            out.update(phase_at_beta="1RSB" if rsb else "RS (RS replicon < 0 but 1RSB collapses)",
+                       rsb1_overlaps=[sol.q1, sol.q0], rsb1_m=sol.m, rsb1_free_energy=sol.free_energy,
+                       rsb1_energy=sol.energy, rsb1_entropy=sol.entropy)
     return out
 
 
