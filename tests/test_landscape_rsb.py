@@ -129,18 +129,21 @@ def test_linear_network_collapses_to_rs_with_the_exact_energy(depth, alpha):
 # ------------------------------------------------------------------------------------------------ reduction to RS
 def test_action_at_q1_equal_q0_is_the_rs_free_energy(sin4):
     """At the RS saddle written as q1 = q0 (any m) the 1RSB action is the RS one. With finite_alpha's own rule
-    (40 Gauss–Hermite nodes; the degenerate 1RSB table is then the same tensor rule) the match is exact; the mu-grid
-    rule differs from it by the RS rule's quadrature error (4e-4 at alpha = 4, 8e-5 at alpha = 20, 5e-7 at
-    alpha = 100 for sin, C_W = 2, beta = 3)."""
+    (40 Gauss–Hermite nodes where the tilt is weak; the degenerate 1RSB table is then the same tensor rule) the
+    match is exact; where the tilt is strong (alpha = 4) both use converged grids in mu and agree to 2e-6. (Before
+    the RS solver had its grid, its Gauss–Hermite error there was 4e-4 at alpha = 4 for sin, C_W = 2, beta = 3.)"""
     land, rs, _ = sin4
     land100 = FiniteAlphaLandscape(**SIN, alpha=100.0)
     rs100 = land100.rs(BETA)
     land2 = FiniteAlphaLandscape("tanh", 2, 1.5, 0.05, [3.0, 30.0])        # two layers: Gauss–Hermite table in layer 1
     rs2 = land2.rs(1.5)
     for m in (0.25, 0.7, 1.0):
-        for lnd, r, beta in ((land, rs, BETA), (land100, rs100, BETA), (land2, rs2, 1.5)):
+        for lnd, r, beta in ((land100, rs100, BETA), (land2, rs2, 1.5)):   # weak tilt: the RS solver uses Gauss-Hermite
             X = np.concatenate([[r.q0, r.q0, m], r.d, r.q, r.q, r.dh, r.qh, r.qh])
             assert R.RSB1Solver(lnd, beta, 40, grid_step=None).action(X) == pytest.approx(r.free_energy, abs=1e-12)
+        # strong tilt (alpha = 4): the RS solver switches to its own uniform grid in mu; both grids converged
+        X = np.concatenate([[rs.q0, rs.q0, m], rs.d, rs.q, rs.q, rs.dh, rs.qh, rs.qh])
+        assert R.RSB1Solver(land, BETA, grid_step=0.04).action(X) == pytest.approx(rs.free_energy, abs=2e-6)
         X = np.concatenate([[rs100.q0, rs100.q0, m], rs100.d, rs100.q, rs100.q, rs100.dh, rs100.qh, rs100.qh])
         assert R.RSB1Solver(land100, BETA, grid_step=0.04).action(X) == pytest.approx(rs100.free_energy, abs=1e-6)
 

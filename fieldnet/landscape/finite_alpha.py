@@ -62,9 +62,11 @@ import numpy as np
 from fieldnet.errors import DivergenceError, ParameterError, require
 from fieldnet.landscape.covariance import NetworkCovariance
 from fieldnet.landscape.tilted import (D, G, GC0, GC1, GD, LHH, LHM, LMM, N_RESULTS, Q0, Q1, activation_kinks,
-                                       hermite_rule, kink_rule, tilted_module)
+                                       centre_grid, hermite_rule, kink_rule, tilted_module)
 
 NODES = 40          # Gauss–Hermite nodes per outer dimension (RS)
+TILT_GRID = 0.5     # above this tilt 2 qh v a smooth phi's centre average uses the uniform grid (centre_grid)
+MU_STEP = 0.08      # its step in mu (halved above 2 qh v = 8); converged to 1e-7 in u (sin, tanh; beta <= 16)
 NODES_1RSB = 14     # per dimension at each of the two 1RSB levels (14^4 inner integrals per layer)
 TOL = 1e-10         # convergence of the zipper iteration (max change of any order parameter)
 MAX_ITER = 4000
@@ -191,7 +193,12 @@ class FiniteAlphaLandscape:
             raise DivergenceError(f"layer {l}: negative conjugate overlap qh = {qh:.3g} (no real saddle)")
         res = np.empty(N_RESULTS)
         x, w = hermite_rule(self.nodes)
-        zx, zw = kink_rule(self._kinks, c, v, self.nodes)
+        if self._kinks or 2.0 * qh * v <= TILT_GRID:
+            zx, zw = kink_rule(self._kinks, c, v, self.nodes)
+        else:
+            # strong tilt, smooth phi: ln Z(mu) develops near-kinks (the tilted neuron jumps between wells of
+            # h phi(z)) that Gauss-Hermite nodes miss; a uniform grid in the centre mu resolves them
+            zx, zw = centre_grid(c, MU_STEP if 2.0 * qh * v <= 8.0 else MU_STEP / 2.0)
         if self._kinks and qh > 0:
             # the tilt h = sqrt(2 qh) y switches the neuron between its linear pieces over |h| sigma ~ 1
             x, w = kink_rule((0.0,), 1.0, 1.0 / (2.0 * qh * v), self.nodes)

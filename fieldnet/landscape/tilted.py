@@ -15,8 +15,10 @@ so kinked activations (relu) need no delta functions. The inner integral over et
 domain: a coarse scan locates the window where the exponent is within 60 of its maximum (widening the
 scan until the window is interior, so large tilts at low temperature are followed), then composite
 8-point Gauss–Legendre panels of width <= 0.25 cover the window, with panel edges at phi's kinks.
-Outer averages are tensor Gauss–Hermite rules (probabilists' weights) over the independent
-standard normals: (zeta, y) for replica symmetry, (zeta0, y0) and (zeta1, y1) for one-step RSB.
+Outer averages are tensor rules over the independent standard normals: (zeta, y) for replica symmetry,
+(zeta0, y0) and (zeta1, y1) for one-step RSB. Gauss–Hermite (probabilists' weights) by default; for the centre
+zeta, :func:`kink_rule` (panels refined at phi's kinks, on the inner scale) or :func:`centre_grid` (a uniform grid
+in mu, for smooth phi under a strong tilt, where ln Z(mu) has near-kinks that Gauss–Hermite nodes miss).
 
 The module is generated per activation from its sympy expression by
 :func:`fieldnet.numeric.codegen.function_source` (sympy's printer) and cached on disk, like the
@@ -303,6 +305,15 @@ def kink_rule(kinks, c: float, v: float, nodes: int):
     z = (mid[:, None] + half[:, None] * gx[None, :]).ravel()
     w = (half[:, None] * gw[None, :]).ravel() * np.exp(-0.5 * z * z) / math.sqrt(2.0 * math.pi)
     return z, w
+
+
+def centre_grid(c: float, mu_step: float, half_width: float = 8.0):
+    """Uniform rule for E over zeta ~ N(0, 1) with step mu_step / sqrt(c) in zeta (mu_step in the centre
+    mu = sqrt(c) zeta) on |zeta| <= half_width, Gaussian weights normalised to sum 1."""
+    step = min(mu_step / math.sqrt(c), 0.25) if c > 0 else 0.25
+    z = np.arange(-half_width, half_width + 0.5 * step, step)
+    w = np.exp(-0.5 * z * z)
+    return z, w / w.sum()
 
 
 @lru_cache(maxsize=8)
