@@ -1,4 +1,4 @@
-"""Issue 7, 'done when': the theory's ground-state energy and s(u) against Monte Carlo of real random MLPs,
+"""Issue 7, 'done when': the theory's ground-state energy, s(u) and overlap <q^2> against Monte Carlo of real random MLPs,
 extrapolated in N (a + b/N), for tanh and relu at depths 1 and 2 (alpha = N_l / N = 4, C_b = 0).
 
 Theory: u(beta), s(beta) from the finite-alpha replica-symmetric saddle (fieldnet.landscape.finite_alpha; RS is
@@ -39,6 +39,11 @@ def test_energy_and_entropy_curve_agree_with_monte_carlo(act, depth, cw):
         z = np.abs(fit.intercept[1:] - np.array(theory)) / fit.intercept_se[1:]
         assert np.all(z < SIGMAS), (fit.intercept[1:], theory, z)
         assert np.all(fit.intercept_se[1:] < 0.05)
+    # overlap of two Gibbs samples: in the RS phase P(q) -> delta(q - q0), so <q^2> -> q0^2 (the MC has
+    # <q^2> = q0^2 + O(1/N), extrapolated as a + b/N like the energies)
+    q2 = np.array([s.q0 ** 2 for s in sols])
+    z = np.abs(scan.q2_fit.intercept[1:] - q2) / scan.q2_fit.intercept_se[1:]
+    assert np.all(z < SIGMAS), (scan.q2_fit.intercept[1:], q2, z)
 
 
 @pytest.mark.slow
