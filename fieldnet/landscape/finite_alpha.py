@@ -159,6 +159,7 @@ class FiniteAlphaLandscape:
         self.nodes = nodes
         self._module = tilted_module(self.covariance.activation)
         self._kinks = activation_kinks(self.covariance.activation)
+        self._memo: dict = {}
 
     # -- shorthand ---------------------------------------------------------------------------
     @property
@@ -209,8 +210,12 @@ class FiniteAlphaLandscape:
         return res, v
 
     def rs(self, beta, *, damping: float = 0.5, start: RSLayers | None = None) -> RSLayers:
-        """The RS saddle point at inverse temperature ``beta`` (damped zipper iteration)."""
+        """The RS saddle point at inverse temperature ``beta`` (damped zipper iteration; solutions are memoised per
+        beta, and ``start`` — a solution at a nearby beta — only changes where the iteration begins)."""
         beta = _beta(beta)
+        key = (beta, damping)
+        if key in self._memo:
+            return self._memo[key]
         L, a = self.depth, self.alpha
         top = beta ** 2 * self.cv / (2.0 * a[-1])
         if start is not None:
@@ -244,7 +249,8 @@ class FiniteAlphaLandscape:
         else:
             raise DivergenceError(f"beta = {beta:g}: the replica-symmetric saddle did not converge "
                                   f"in {MAX_ITER} iterations (last change {change:.2e})")
-        return self._rs_solution(beta, q0, d, q, dh, qh, it)
+        self._memo[key] = self._rs_solution(beta, q0, d, q, dh, qh, it)
+        return self._memo[key]
 
     def _rs_start(self, beta):
         """Start from the alpha -> infinity RS solution: NNGP layer overlaps and the leading conjugates."""
@@ -331,9 +337,9 @@ def ground_state_rs(landscape: FiniteAlphaLandscape, betas=(4.0, 6.0, 8.0, 12.0,
     require(betas.size >= 4, "betas", f"need at least 4 inverse temperatures, got {betas.size}")
     kinked = bool(landscape._kinks)
     powers = (0.0, 0.5, 1.0, 1.5, 2.0) if kinked else (0.0, 1.0, 2.0, 3.0)
-    energies, replicons, start = [], [], None
+    energies, replicons, sol = [], [], None
     for b in np.sort(betas):
-        sol = landscape.rs(b)
+        sol = landscape.rs(b, start=sol)      # continuation from the previous temperature
         energies.append(sol.energy)
         replicons.append(sol.replicon)
     energies, replicons, betas = np.array(energies), np.array(replicons), np.sort(betas)

@@ -86,16 +86,17 @@ def finite_alpha_summary(cov: NetworkCovariance, alpha, beta=None) -> dict:
 def at_temperature(land) -> float:
     """The temperature where the finite-alpha RS branch first turns AT-unstable on cooling (0.0 if stable down to
     T = 1/16): the first sign change of the replicon on AT_BETAS, refined by bisection."""
-    prev_b, prev_r = None, None
+    prev_b, prev_r, sol = None, None, None
     for b in AT_BETAS:
-        r = land.rs(b).replicon
+        sol = land.rs(b, start=sol)      # continuation along the branch
+        r = sol.replicon
         if r < 0:
             if prev_b is None:
                 return 1.0 / b     # unstable already at the highest temperature scanned: report it as a bound
             lo, hi = prev_b, b
             for _ in range(12):
                 mid = math.sqrt(lo * hi)
-                if land.rs(mid).replicon < 0:
+                if land.rs(mid, start=sol).replicon < 0:
                     hi = mid
                 else:
                     lo = mid
