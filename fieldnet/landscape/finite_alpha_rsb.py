@@ -167,19 +167,25 @@ class LayerTable:
         E1 = lambda f: (w1 * f).sum(axis=(2, 3))
         E0 = lambda f: float((self.w0 * f).sum())
         mlz = E1(lz)
-        vlz = E1((lz - mlz[..., None, None]) ** 2)
-        mphi, meta = E1(t[..., 1]), E1(t[..., 3])
-        return {
-            "G": E0(lnE) / m,
-            "D": E0(E1(t[..., 2])),
-            "Q1": E0(E1(t[..., 1] ** 2)),
-            "Q0": E0(mphi ** 2),
-            "GD": E0(E1(0.5 * (t[..., 4] - 1.0) / v)),
-            "GC1": E0(E1(0.5 * t[..., 3] ** 2 / v)),
-            "GC0": E0(0.5 * (meta / self.sig) ** 2),
-            "dG": E0(mlz - lnE / m) / m,
-            "d2G": E0(2.0 * lnE / m ** 3 - 2.0 * mlz / m ** 2 + vlz / m),
-        }
+        return _layer_averages(E0, E1, t, lnE, mlz, E1((lz - mlz[..., None, None]) ** 2), v, self.sig, m)
+
+
+def _layer_averages(E0, E1, t, lnE, mlz, vlz, v, sig, m) -> dict:
+    """The 1RSB layer averages from a table t[..., (ln Z, <phi>, <phi^2>, <eta>, <eta^2>, <phi eta>)] given the
+    outer average E0, the block-weighted average E1 (weights Z^m / E_1 Z^m), ln E_1 Z^m, and the block mean and
+    variance of ln Z (for the exact m-derivatives of G)."""
+    mphi, meta = E1(t[..., 1]), E1(t[..., 3])
+    return {
+        "G": E0(lnE) / m,
+        "D": E0(E1(t[..., 2])),
+        "Q1": E0(E1(t[..., 1] ** 2)),
+        "Q0": E0(mphi ** 2),
+        "GD": E0(E1(0.5 * (t[..., 4] - 1.0) / v)),
+        "GC1": E0(E1(0.5 * t[..., 3] ** 2 / v)),
+        "GC0": E0(0.5 * (meta / sig) ** 2),
+        "dG": E0(mlz - lnE / m) / m,
+        "d2G": E0(2.0 * lnE / m ** 3 - 2.0 * mlz / m ** 2 + vlz / m),
+    }
 
 
 def y_rule(scale):
@@ -250,18 +256,7 @@ class GridTable:
         W = self.w0[:, None] * self.wy[None, :]
         E0 = lambda f: float((W * f).sum())
         mlz = E1(lz)
-        mphi, meta = E1(t[..., 1]), E1(t[..., 3])
-        return {
-            "G": E0(lnE) / m,
-            "D": E0(E1(t[..., 2])),
-            "Q1": E0(E1(t[..., 1] ** 2)),
-            "Q0": E0(mphi ** 2),
-            "GD": E0(E1(0.5 * (t[..., 4] - 1.0) / v)),
-            "GC1": E0(E1(0.5 * t[..., 3] ** 2 / v)),
-            "GC0": E0(0.5 * (meta / self.sig) ** 2),
-            "dG": E0(mlz - lnE / m) / m,
-            "d2G": E0(2.0 * lnE / m ** 3 - 2.0 * mlz / m ** 2 + (E1(lz * lz) - mlz ** 2) / m),
-        }
+        return _layer_averages(E0, E1, t, lnE, mlz, E1(lz * lz) - mlz ** 2, v, self.sig, m)
 
 
 # ---------------------------------------------------------------------------------------------- input part
