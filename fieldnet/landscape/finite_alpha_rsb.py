@@ -130,16 +130,21 @@ def _table_module(activation):
     return module
 
 
+def _check_layer(layer, v, c0, c1, qh0, qh1) -> None:
+    """DivergenceError unless the layer's 1RSB parameters are physical (v > 0, 0 <= c0 <= c1, 0 <= qh0 <= qh1)."""
+    if not v > 0:
+        raise DivergenceError(f"layer {layer}: the within-state overlap reached the self-overlap (v = {v:.3g}); "
+                              "the 1RSB saddle is degenerate here")
+    if not (qh0 >= 0 and qh1 >= qh0 - 1e-14 and c0 >= 0 and c1 >= c0 - 1e-14):
+        raise DivergenceError(f"layer {layer}: order parameters left the physical region (c0 = {c0:.3g}, "
+                              f"c1 = {c1:.3g}, qh0 = {qh0:.3g}, qh1 = {qh1:.3g})")
+
+
 class LayerTable:
     """ln Z and the tilted moments of one layer on the 1RSB grid; averages at any m by numpy sums."""
 
     def __init__(self, module, c0, c1, v, a, qh0, qh1, rules, layer=0):
-        if not v > 0:
-            raise DivergenceError(f"layer {layer}: the within-state overlap reached the self-overlap (v = {v:.3g}); "
-                                  "the 1RSB saddle is degenerate here")
-        if not (qh0 >= 0 and qh1 >= qh0 - 1e-14 and c0 >= 0 and c1 >= c0 - 1e-14):
-            raise DivergenceError(f"layer {layer}: order parameters left the physical region (c0 = {c0:.3g}, "
-                                  f"c1 = {c1:.3g}, qh0 = {qh0:.3g}, qh1 = {qh1:.3g})")
+        _check_layer(layer, v, c0, c1, qh0, qh1)
         (x0, w0), (x1, w1) = rules
         one = (np.zeros(1), np.ones(1))
         zk, wk = (x1, w1) if c1 > c0 else one
@@ -210,12 +215,7 @@ class GridTable:
     poorly."""
 
     def __init__(self, module, c0, c1, v, a, qh0, qh1, ny0, ny1, step, layer=0):
-        if not v > 0:
-            raise DivergenceError(f"layer {layer}: the within-state overlap reached the self-overlap (v = {v:.3g}); "
-                                  "the 1RSB saddle is degenerate here")
-        if not (qh0 >= 0 and qh1 >= qh0 - 1e-14 and c0 >= 0 and c1 >= c0 - 1e-14):
-            raise DivergenceError(f"layer {layer}: order parameters left the physical region (c0 = {c0:.3g}, "
-                                  f"c1 = {c1:.3g}, qh0 = {qh0:.3g}, qh1 = {qh1:.3g})")
+        _check_layer(layer, v, c0, c1, qh0, qh1)
         half = max(1, int(math.ceil(GRID_SIGMAS * math.sqrt(max(c1, 0.0)) / step)))
         mu = step * np.arange(-half, half + 1, dtype=float)
         y0, w0 = hermite_rule(ny0) if ny0 is not None else y_rule(math.sqrt(2.0 * qh0))
