@@ -228,7 +228,7 @@ def test_cli_landscape_finite_alpha_solves_1rsb_where_rs_is_unstable(capsys):
     from fieldnet.landscape.summary import finite_alpha_summary
 
     cov = NetworkCovariance("sin", 1, 2.0, 0.0)
-    out = finite_alpha_summary(cov, 4.0, beta=3.0)
+    out = finite_alpha_summary(cov, 4.0, beta=3.0, zero_temperature=False)
     assert out["rs_replicon"] < 0 and out["phase_at_beta"] == "1RSB"
     q1, q0 = out["rsb1_overlaps"]
     assert q1 > q0 + 0.1 and 0 < out["rsb1_m"] < 1

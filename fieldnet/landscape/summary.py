@@ -52,20 +52,22 @@ def spherical_summary(cov: NetworkCovariance, beta=None, k_max: int = K_MAX) -> 
     return out
 
 
-def finite_alpha_summary(cov: NetworkCovariance, alpha, beta=None) -> dict:
-    """Finite alpha: RS ground state (extrapolated in beta), AT temperature on the RS branch, RS at beta."""
+def finite_alpha_summary(cov: NetworkCovariance, alpha, beta=None, zero_temperature: bool = True) -> dict:
+    """Finite alpha: RS ground state (extrapolated in beta), AT temperature on the RS branch (both skipped with
+    ``zero_temperature=False``), and the RS (and, where RS is unstable, 1RSB) saddle at beta."""
     from fieldnet.landscape.finite_alpha import FiniteAlphaLandscape, ground_state_rs
 
     land = FiniteAlphaLandscape(cov.activation, cov.depth, cov.weight_var, cov.bias_var, alpha, cov.readout_var)
-    gs = ground_state_rs(land)
-    out = {"alpha": [float(a) for a in land.alpha], "network": cov.name,
-           "ground_state_energy_rs": gs.energy, "ground_state_energy_rs_uncertainty": gs.uncertainty,
-           "at_temperature": at_temperature(land)}
-    unstable_low_t = bool(gs.replicons[-1] < 0)
-    out["phase"] = "RSB" if unstable_low_t else "RS"
-    out["phase_reason"] = (f"RS replicon at beta = {gs.betas[-1]:g}: {gs.replicons[-1]:.4g} "
-                           + ("< 0 (AT-unstable at low temperature; the RS ground state is then only an estimate)"
-                              if unstable_low_t else ">= 0 (RS stable down to that temperature)"))
+    out = {"alpha": [float(a) for a in land.alpha], "network": cov.name}
+    if zero_temperature:
+        gs = ground_state_rs(land)
+        out.update(ground_state_energy_rs=gs.energy, ground_state_energy_rs_uncertainty=gs.uncertainty,
+                   at_temperature=at_temperature(land))
+        unstable_low_t = bool(gs.replicons[-1] < 0)
+        out["phase"] = "RSB" if unstable_low_t else "RS"
+        out["phase_reason"] = (f"RS replicon at beta = {gs.betas[-1]:g}: {gs.replicons[-1]:.4g} "
+                               + ("< 0 (AT-unstable at low temperature; the RS ground state is then only an estimate)"
+                                  if unstable_low_t else ">= 0 (RS stable down to that temperature)"))
     if beta is not None:
         rs = land.rs(beta)
         out.update(beta=float(beta), rs_overlap=rs.q0, rs_energy=rs.energy, rs_entropy=rs.entropy,
