@@ -25,3 +25,19 @@ def require(condition, parameter, message):
     """Raise ``ParameterError('<parameter>: <message>')`` unless ``condition`` holds."""
     if not condition:
         raise ParameterError(f"{parameter}: {message}")
+
+
+def positive_number(value, name, *, allow_zero=False) -> float:
+    """``float(value)`` if it is a finite number > 0 (>= 0 with ``allow_zero``), else ParameterError naming ``name``."""
+    import math
+
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise ParameterError(f"{name}: expected a number, got {value!r}") from None
+    require(math.isfinite(v), name, f"must be finite, got {value}")
+    if allow_zero:
+        require(v >= 0, name, f"must be >= 0, got {value}")
+    else:
+        require(v > 0, name, f"must be > 0, got {value}")
+    return v

@@ -42,24 +42,14 @@ import numpy as np
 from scipy.optimize import brentq
 
 from fieldnet.analysis.averages import averages, quiet
-from fieldnet.errors import DivergenceError, ParameterError, require
+from fieldnet.errors import DivergenceError, ParameterError, positive_number, require
 
 CRITICAL_TOL = 1e-9   # |chi - 1| below this counts as exactly 1 (critical; infinite depth scale)
 Q_MAX = 1e6           # the variance map is declared divergent beyond this q
 _Q_MIN_FACTOR = 1e-12  # scanning down from q0 stops at q0 * this and reports q* = 0 if F(0) = 0
 
 
-def _positive(value, name, *, allow_zero=False) -> float:
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise ParameterError(f"{name}: expected a number, got {value!r}") from None
-    require(math.isfinite(v), name, f"must be finite, got {value}")
-    if allow_zero:
-        require(v >= 0, name, f"must be >= 0, got {value}")
-    else:
-        require(v > 0, name, f"must be > 0, got {value}")
-    return v
+_positive = positive_number   # shared validation (fieldnet.errors)
 
 
 def depth_scale(chi: float) -> float:

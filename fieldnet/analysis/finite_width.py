@@ -42,7 +42,6 @@ from fieldnet.numeric.quadrature import QuadratureWarning, batched_expectation
 from fieldnet.spec import DeepNetwork
 from fieldnet.symbolic import finite_width as fw
 from fieldnet.symbolic.nodes import LayerQuantity, expectation_nodes
-from fieldnet.symbolic.recursions import LAYER
 
 _PARAMS = {fw.C_W: "C_W", fw.C_B: "C_b", fw.LAMBDA_W: "lambda_W", fw.LAMBDA_B: "lambda_b", fw.RATIO: "r"}
 _RHO_MAX = 1.0 - 1e-12  # |rho| cap on pairs: arc-cosine derivatives are singular (with finite limits) at |rho| = 1

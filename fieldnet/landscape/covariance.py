@@ -40,20 +40,10 @@ import sympy as sp
 from fieldnet.analysis.averages import C as _C
 from fieldnet.analysis.averages import Q as _Q
 from fieldnet.analysis.averages import averages
-from fieldnet.errors import DivergenceError, ParameterError, require
+from fieldnet.errors import DivergenceError, positive_number, require
 from fieldnet.symbolic.activations import get_activation
 
 q_symbol = sp.Symbol("q", real=True)
-
-
-def _variance(value, name, *, allow_zero=False) -> float:
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise ParameterError(f"{name}: expected a number, got {value!r}") from None
-    require(math.isfinite(v) and (v >= 0 if allow_zero else v > 0), name,
-            f"must be {'>= 0' if allow_zero else '> 0'} and finite, got {value!r}")
-    return v
 
 
 def _depth(value) -> int:
@@ -79,9 +69,9 @@ class NetworkCovariance:
     def __post_init__(self):
         object.__setattr__(self, "activation", get_activation(self.activation))
         object.__setattr__(self, "depth", _depth(self.depth))
-        object.__setattr__(self, "weight_var", _variance(self.weight_var, "weight_var"))
-        object.__setattr__(self, "bias_var", _variance(self.bias_var, "bias_var", allow_zero=True))
-        cv = self.weight_var if self.readout_var is None else _variance(self.readout_var, "readout_var")
+        object.__setattr__(self, "weight_var", positive_number(self.weight_var, "weight_var"))
+        object.__setattr__(self, "bias_var", positive_number(self.bias_var, "bias_var", allow_zero=True))
+        cv = self.weight_var if self.readout_var is None else positive_number(self.readout_var, "readout_var")
         object.__setattr__(self, "readout_var", cv)
 
     @property
@@ -162,10 +152,10 @@ def symbolic_xi(activation, depth, weight_var, bias_var, readout_var=None):
     act = get_activation(activation)
     L = _depth(depth)
     cw, cb = sp.sympify(weight_var), sp.sympify(bias_var)
-    _variance(cw, "weight_var")
-    _variance(cb, "bias_var", allow_zero=True)
+    positive_number(cw, "weight_var")
+    positive_number(cb, "bias_var", allow_zero=True)
     cv = cw if readout_var is None else sp.sympify(readout_var)
-    _variance(cv, "readout_var")
+    positive_number(cv, "readout_var")
     avg = averages(act)
     pair, second = avg.closed_form("P"), avg.closed_form("V")
     if pair is None or second is None:

@@ -59,9 +59,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from fieldnet.errors import DivergenceError, ParameterError, require
+from fieldnet.errors import DivergenceError, positive_number, require
 from fieldnet.landscape.covariance import NetworkCovariance
-from fieldnet.landscape.tilted import (D, G, GC0, GC1, GD, LHH, LHM, LMM, N_RESULTS, Q0, Q1, activation_kinks,
+from fieldnet.landscape.tilted import (D, G, GC1, GD, LHH, LHM, LMM, N_RESULTS, Q1, activation_kinks,
                                        centre_grid, hermite_rule, kink_rule, tilted_module)
 
 NODES = 40          # Gauss–Hermite nodes per outer dimension (RS)
@@ -82,12 +82,7 @@ def _alphas(alpha, depth: int) -> np.ndarray:
 
 
 def _beta(beta) -> float:
-    try:
-        b = float(beta)
-    except (TypeError, ValueError):
-        raise ParameterError(f"beta: expected a number, got {beta!r}") from None
-    require(math.isfinite(b) and b > 0, "beta", f"inverse temperature must be > 0 and finite, got {beta!r}")
-    return b
+    return positive_number(beta, "beta")
 
 
 def _rs_overlap(xi_prime, beta: float) -> float:

@@ -423,7 +423,6 @@ class RSB1Solver:
         return self.state.pack(q1, q0, m, d, q1l, q0l, dh, qh1, qh0), tables
 
     def start(self, rs: RSLayers, split=0.3, m=0.5):
-        L = self.L
         q1 = rs.q0 + split * (1.0 - rs.q0)
         q1l = rs.q + split * (rs.d - rs.q)
         return self.state.pack(q1, rs.q0, m, rs.d, q1l, rs.q.copy(), rs.dh.copy(), rs.qh.copy(), rs.qh.copy())

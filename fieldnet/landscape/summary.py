@@ -88,7 +88,7 @@ def finite_alpha_summary(cov: NetworkCovariance, alpha, beta=None, zero_temperat
 def at_temperature(land) -> float:
     """The temperature where the finite-alpha RS branch first turns AT-unstable on cooling (0.0 if stable down to
     T = 1/16): the first sign change of the replicon on AT_BETAS, refined by bisection."""
-    prev_b, prev_r, sol = None, None, None
+    prev_b, sol = None, None
     for b in AT_BETAS:
         sol = land.rs(b, start=sol)      # continuation along the branch
         r = sol.replicon
@@ -103,7 +103,7 @@ def at_temperature(land) -> float:
                 else:
                     lo = mid
             return 2.0 / (lo + hi)
-        prev_b, prev_r = b, r
+        prev_b = b
     return 0.0
 
 

@@ -22,7 +22,6 @@ from fieldnet.symbolic import finite_width as fw
 from fieldnet.symbolic.activations import get_activation
 from fieldnet.symbolic.activations import x as _x
 from fieldnet.symbolic.expectation import gaussian_expectation
-from fieldnet.symbolic.nodes import LayerQuantity
 from fieldnet.symbolic.recursions import LAYER
 
 L = sp.Symbol("l", integer=True, positive=True)
