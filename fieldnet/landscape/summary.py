@@ -11,6 +11,7 @@ import math
 
 import numpy as np
 
+from fieldnet.analysis.averages import averages
 from fieldnet.errors import DivergenceError, require
 from fieldnet.landscape.covariance import NetworkCovariance
 
@@ -28,7 +29,7 @@ def spherical_summary(cov: NetworkCovariance, beta=None, k_max: int = K_MAX) -> 
     """alpha -> infinity: xi and its derivatives at q = 1, T = 0 energies and phase, AT temperature, RS at beta."""
     ones = cov.at_one()
     model = cov.spherical_model()
-    if cov.activation.builtin not in ("linear", "relu", "sin", "erf", "abs", "leaky_relu", "step", "cos"):
+    if averages(cov.activation).closed_form("P") is None:
         model = model.tabulated(201)   # quadrature-based xi (tanh, ...): tabulate once, optimise on the spline
     phase = model.phase(None, k_max=k_max)
     top = max(phase.energies)     # the Parisi optimum is the highest u; report the fewest RSB steps that reach it
